@@ -1,0 +1,1 @@
+"""The reference Kith client library and terminal client (spec/client.md)."""

@@ -1,0 +1,1 @@
+"""The Kith node: WebSocket endpoints for clients and peer nodes, storage, the ``kith`` CLI."""

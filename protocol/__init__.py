@@ -1,0 +1,132 @@
+"""Kith's protocol as pure code: no IO, no clocks, no randomness (spec/README.md).
+
+Identifiers, canonical JSON, signatures, events and wire frames. The node, the client and
+any second implementation share this one source of truth; clocks, randomness and keys are
+always arguments.
+"""
+
+from protocol.b64 import (
+    decode_base64,
+    decode_base64_urlsafe,
+    encode_base64,
+    encode_base64_urlsafe,
+)
+from protocol.canonical_json import (
+    DEFAULT_MAX_JSON_BYTES,
+    MAX_DEPTH,
+    MAX_SAFE_INTEGER,
+    JsonObject,
+    JsonValue,
+    decode_json,
+    encode_canonical_json,
+)
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from protocol.events import (
+    MAX_EVENT_BYTES,
+    MAX_TEXT_BODY_CHARS,
+    EventType,
+    VerifiedEvent,
+    build_event,
+    compute_content_hash,
+    compute_event_id,
+    redact_event,
+    sign_event,
+    validate_event,
+    verify_event,
+)
+from protocol.ids import (
+    ServerName,
+    UserId,
+    parse_server_name,
+    parse_user_id,
+    validate_device_id,
+    validate_event_id,
+    validate_key_id,
+    validate_room_id,
+)
+from protocol.signing import (
+    decode_verify_key,
+    derive_key_id,
+    encode_verify_key,
+    format_key_id,
+    parse_key_id,
+    sign_json,
+    signing_key_from_seed,
+    verify_json,
+)
+from protocol.wire import (
+    OPS,
+    SUBPROTOCOL,
+    Endpoint,
+    ErrorResponse,
+    Frame,
+    FrameError,
+    Notice,
+    Request,
+    Response,
+    Role,
+    decode_frame,
+    encode_frame,
+    error_response,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_JSON_BYTES",
+    "MAX_DEPTH",
+    "MAX_EVENT_BYTES",
+    "MAX_SAFE_INTEGER",
+    "MAX_TEXT_BODY_CHARS",
+    "OPS",
+    "SUBPROTOCOL",
+    "Endpoint",
+    "ErrorCode",
+    "ErrorResponse",
+    "EventType",
+    "Frame",
+    "FrameError",
+    "JsonObject",
+    "JsonValue",
+    "LocalProtocolError",
+    "Notice",
+    "ProtocolError",
+    "RemoteProtocolError",
+    "Request",
+    "Response",
+    "Role",
+    "ServerName",
+    "UserId",
+    "VerifiedEvent",
+    "__version__",
+    "build_event",
+    "compute_content_hash",
+    "compute_event_id",
+    "decode_base64",
+    "decode_base64_urlsafe",
+    "decode_frame",
+    "decode_json",
+    "decode_verify_key",
+    "derive_key_id",
+    "encode_base64",
+    "encode_base64_urlsafe",
+    "encode_canonical_json",
+    "encode_frame",
+    "encode_verify_key",
+    "error_response",
+    "format_key_id",
+    "parse_key_id",
+    "parse_server_name",
+    "parse_user_id",
+    "redact_event",
+    "sign_event",
+    "sign_json",
+    "signing_key_from_seed",
+    "validate_device_id",
+    "validate_event",
+    "validate_event_id",
+    "validate_key_id",
+    "validate_room_id",
+    "verify_event",
+    "verify_json",
+]

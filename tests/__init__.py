@@ -1,0 +1,1 @@
+"""Kith test suite: protocol, node, client, integration and conformance tests."""
