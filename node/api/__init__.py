@@ -1,0 +1,19 @@
+"""Request handlers, grouped by API area; each is thin: parse, call a service, encode.
+
+:func:`handlers` is the table the node serves; an op the protocol defines but no area
+implements yet is answered ``unknown_op`` by the dispatcher.
+"""
+
+from __future__ import annotations
+
+from node.api import system
+from node.dispatch import Handler
+
+__all__ = ["handlers"]
+
+
+def handlers() -> dict[str, Handler]:
+    """Every op this node answers, on both sockets, mapped to its handler."""
+    return {
+        "ping": system.ping,
+    }

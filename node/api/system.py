@@ -1,0 +1,16 @@
+"""Ops about the connection itself rather than about users or rooms."""
+
+from __future__ import annotations
+
+from node.dispatch import Peer
+from protocol import JsonObject
+
+__all__ = ["ping"]
+
+
+async def ping(peer: Peer, params: JsonObject) -> JsonObject:
+    """``ping`` on /client and /federation (spec/wire.md §5.3): answers ``{}``.
+
+    Lets either side check that the other is alive and still reading.
+    """
+    return {}

@@ -1,0 +1,50 @@
+"""The node as one trio task: load its key, wire the services, serve both endpoints.
+
+``await nursery.start(serve_node, config)`` returns the bound port once the node accepts
+connections; cancelling the nursery stops it. Everything the node runs lives under this one
+task, so nothing outlives it.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from node import api
+from node.config import NodeConfig
+from node.dispatch import Dispatcher
+from node.keys import load_or_create_key
+from node.log import get_log
+from node.transport import open_listeners, serve_websocket_endpoints
+from protocol.wire import ENDPOINT_PATHS
+
+__all__ = ["serve_node"]
+
+log = get_log(__name__)
+
+
+async def serve_node(
+    config: NodeConfig, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run a node from ``config`` until cancelled; report the bound port when listening.
+
+    Creates the data folder and the signing key on first use (``node.keys``). Raises
+    ``KeyFileError`` if the key is unusable and ``ListenError`` if the port cannot be bound,
+    both unwrapped and before reporting started. Logs ``event=listening`` with the real port: the
+    conformance suite reads that line to find a node it started with ``--port 0``.
+    """
+    key, created = await trio.to_thread.run_sync(load_or_create_key, config.data_dir)
+    if created:
+        log.info("key_created", key_id=key.key_id, public_key=key.public_key)
+    dispatcher = Dispatcher(api.handlers())
+    listeners = await open_listeners(config.host, config.port)
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(serve_websocket_endpoints, dispatcher, listeners)
+        log.info(
+            "listening",
+            url=address.url,
+            host=address.host,
+            port=address.port,
+            endpoints=",".join(ENDPOINT_PATHS),
+            key_id=key.key_id,
+        )
+        task_status.started(address.port)

@@ -1,0 +1,104 @@
+"""From a decoded request to the one frame that answers it (spec/wire.md §3, §6).
+
+The transport decodes frames; the :class:`Dispatcher` looks a request's op up in a table of
+handlers and turns whatever happens into exactly one answer with the request's ``id``:
+
+* a handler's result dict → a result frame;
+* a :class:`protocol.RemoteProtocolError` → an error frame with its stable code;
+* anything else (a bug, a ``LocalProtocolError``, a result that is not canonical JSON) →
+  ``internal_error``, logged with its traceback, and the connection carries on.
+
+Handlers are thin (parse, call a service, encode — see ``node.api``) and get a
+:class:`Peer` telling them which socket the request came in on and who is at the other end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from node.log import get_log
+from protocol import (
+    OPS,
+    Endpoint,
+    ErrorCode,
+    JsonObject,
+    RemoteProtocolError,
+    Request,
+    Response,
+    Role,
+    encode_frame,
+    error_response,
+)
+from protocol.wire import ErrorResponse, OpKind, RequestId
+
+__all__ = ["Dispatcher", "Handler", "Peer"]
+
+log = get_log(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The other end of one connection, as handlers and logs see it."""
+
+    connection_id: int
+    endpoint: Endpoint
+    role: Role
+    remote: str
+    """``host:port`` of the remote socket, for logs."""
+
+
+Handler = Callable[[Peer, JsonObject], Awaitable[JsonObject]]
+"""``await handler(peer, params)`` → the result object; params are already validated."""
+
+
+def _error(request_id: RequestId, code: ErrorCode, message: str) -> bytes:
+    return encode_frame(ErrorResponse(request_id, code.value, message))
+
+
+class Dispatcher:
+    """Answers requests by op, from a fixed table of handlers."""
+
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        for op in handlers:
+            spec = OPS.get(op)
+            if spec is None or spec.kind is not OpKind.REQUEST:
+                # A handler the wire can never reach is a wiring mistake: fail at start-up.
+                raise ValueError(f"{op!r} is not a request op of the protocol (protocol.OPS)")
+        self._handlers = MappingProxyType(dict(handlers))
+
+    @property
+    def ops(self) -> frozenset[str]:
+        """The ops this node implements."""
+        return frozenset(self._handlers)
+
+    async def answer(self, peer: Peer, request: Request) -> bytes:
+        """The encoded frame answering ``request``: a result or an error, never nothing.
+
+        Cancellation propagates; every other failure of the handler becomes an error frame.
+        """
+        handler = self._handlers.get(request.op)
+        if handler is None:
+            # decode_frame accepted the op, so the protocol defines it; this node doesn't.
+            return _error(
+                request.id,
+                ErrorCode.UNKNOWN_OP,
+                f"this node does not implement {request.op!r}",
+            )
+        try:
+            result = await handler(peer, request.params)
+            return encode_frame(Response(request.id, result))
+        except RemoteProtocolError as exc:
+            return encode_frame(error_response(request.id, exc))
+        except Exception:
+            # A LocalProtocolError is our own misuse of the protocol (spec/wire.md §6): a
+            # bug here, not the peer's fault, so it is reported like any other failure.
+            log.exception(
+                "handler_failed",
+                op=request.op,
+                id=request.id,
+                conn=peer.connection_id,
+                endpoint=peer.endpoint,
+            )
+            return _error(request.id, ErrorCode.INTERNAL_ERROR, "the node failed to answer")
