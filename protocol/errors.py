@@ -40,7 +40,7 @@ class ErrorCode(StrEnum):
     BAD_BASE64 = "bad_base64"
     """Not unpadded, canonical base64 of the expected alphabet (spec/signing.md §1)."""
     BAD_KEY = "bad_key"
-    """Key material of the wrong length or algorithm."""
+    """Key material of the wrong length."""
     BAD_EVENT = "bad_event"
     """An event's fields do not match spec/events.md §2."""
     MISSING_SIGNATURE = "missing_signature"

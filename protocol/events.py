@@ -19,7 +19,13 @@ import nacl.signing
 from protocol.b64 import decode_base64, encode_base64
 from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject, _check_encodable, _encode_checked
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from protocol.ids import event_id_from_hash, parse_user_id, validate_event_id, validate_room_id
+from protocol.ids import (
+    event_id_from_hash,
+    parse_server_name,
+    parse_user_id,
+    validate_event_id,
+    validate_room_id,
+)
 from protocol.signing import (
     ED25519,
     _sign_bytes,
@@ -74,6 +80,8 @@ class EventType(StrEnum):
     MESSAGE = "message"
     ENCRYPTED = "encrypted"
 
+
+_PROTOCOL_TYPES = frozenset(EventType)
 
 # spec/events.md §4 — what redaction keeps.
 KEPT_TOP_LEVEL_KEYS = frozenset(
@@ -186,6 +194,8 @@ def validate_event(event: JsonObject, *, signed: bool = True) -> JsonObject:
     event_type = event["type"]
     if type(event_type) is not str or not 0 < len(event_type) <= MAX_TYPE_LENGTH:
         raise _bad(f"'type' must be a string of 1-{MAX_TYPE_LENGTH} characters")
+    if "." not in event_type and event_type not in _PROTOCOL_TYPES:
+        raise _bad(f"unknown event type {event_type[:80]!r}: extension types contain a dot")
     parse_user_id(event["sender"])
     if event_type == EventType.CREATE:
         if "room_id" in event:
@@ -222,8 +232,20 @@ def event_size(event: JsonObject) -> int:
     return len(_encode_checked({k: v for k, v in event.items() if k != "unsigned"}))
 
 
-def _check_size(event: JsonObject) -> None:
-    size = event_size(event)
+def _size_from_hash_form(hash_form: bytes, event: JsonObject) -> int:
+    """``event_size(event)`` without encoding the event again (a hot path).
+
+    The content-hash form is the same object minus ``hashes`` and ``signatures``; in
+    canonical JSON each of them adds ``,"<key>":`` and its own encoding, nothing else.
+    """
+    size = len(hash_form)
+    for key in ("hashes", "signatures"):
+        if key in event:
+            size += len(key) + 4 + len(_encode_checked(event[key]))
+    return size
+
+
+def _check_size(size: int) -> None:
     if size > MAX_EVENT_BYTES:
         raise RemoteProtocolError(
             ErrorCode.TOO_LARGE, f"event is {size} bytes; the limit is {MAX_EVENT_BYTES}"
@@ -247,7 +269,10 @@ def redact_event(event: JsonObject) -> JsonObject:
     """The redacted form (spec/events.md §4): kept top-level keys, kept content keys by type."""
     redacted = {k: v for k, v in event.items() if k in KEPT_TOP_LEVEL_KEYS}
     content = event.get("content")
-    kept = KEPT_CONTENT_KEYS.get(event.get("type"), frozenset())  # type: ignore[arg-type]
+    event_type = event.get("type")
+    kept = (
+        KEPT_CONTENT_KEYS.get(event_type, frozenset()) if type(event_type) is str else frozenset()
+    )
     if type(content) is not dict:
         redacted["content"] = {}
     elif kept is not _ALL_CONTENT:
@@ -283,6 +308,8 @@ def build_event(
     ``room_id`` is omitted only for ``create`` events; ``state_key`` marks a state event.
     Raises ``LocalProtocolError`` if the result would not be a valid event.
     """
+    if isinstance(event_type, str):
+        event_type = str(event_type)  # an EventType member becomes its plain string value
     event: JsonObject = {
         "type": event_type,
         "sender": sender,
@@ -314,16 +341,13 @@ def sign_event(
     """
     name = format_key_id(key_id)
     try:
+        parse_server_name(server_name)
         validate_event(event, signed=False)
-        hashed = {
-            **event,
-            "hashes": {
-                "sha256": encode_base64(hashlib.sha256(_content_hash_bytes(event)).digest())
-            },
-        }
+        hash_form = _content_hash_bytes(event)
+        hashed = {**event, "hashes": {"sha256": encode_base64(hashlib.sha256(hash_form).digest())}}
         signature = _sign_bytes(_reference_bytes(hashed), signing_key)
         signed = _with_signature(hashed, server_name, name, signature)
-        _check_size(signed)
+        _check_size(_size_from_hash_form(hash_form, signed))
     except RemoteProtocolError as exc:
         raise LocalProtocolError(exc.code, exc.message) from exc
     return signed
@@ -340,7 +364,8 @@ def verify_event(
     the redacted event and ``redacted=True``. Raises ``RemoteProtocolError`` otherwise.
     """
     validate_event(event)
-    _check_size(event)
+    hash_form = _content_hash_bytes(event)
+    _check_size(_size_from_hash_form(hash_form, event))
     origin = parse_user_id(event["sender"]).server_name
     by_origin = event["signatures"].get(origin)
     if not by_origin:
@@ -360,7 +385,7 @@ def verify_event(
         signature = signature_of(event, origin, name)
         verify_signature_bytes(reference, signature, known[name[len(prefix) :]])
     event_id = event_id_from_hash(hashlib.sha256(reference).digest())
-    expected = encode_base64(hashlib.sha256(_content_hash_bytes(event)).digest())
+    expected = encode_base64(hashlib.sha256(hash_form).digest())
     if event["hashes"]["sha256"] != expected:
         return VerifiedEvent(event_id, redact_event(event), redacted=True, origin=origin)
     return VerifiedEvent(event_id, event, redacted=False, origin=origin)

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_USER_ID_LENGTH",
     "ServerName",
     "UserId",
+    "canonical_ipv6",
     "event_id_from_hash",
     "parse_server_name",
     "parse_user_id",
@@ -84,6 +85,30 @@ class UserId:
         return f"@{self.localpart}:{self.server}"
 
 
+def canonical_ipv6(packed: bytes) -> str:
+    """The one text form of a 16-byte IPv6 address (spec/ids.md §2.2, RFC 5952 in hex).
+
+    Lowercase hex groups without leading zeros; the longest run of two or more zero groups
+    (the leftmost on a tie) becomes ``::``; no dotted IPv4 tail. Written out here rather
+    than taken from a library so the answer never depends on the library's version.
+    """
+    groups = [int.from_bytes(packed[i : i + 2], "big") for i in range(0, 16, 2)]
+    best_start, best_length, start = -1, 1, -1
+    for index, group in enumerate([*groups, 1]):
+        if group == 0 and start < 0:
+            start = index
+        elif group != 0 and start >= 0:
+            if index - start > best_length:
+                best_start, best_length = start, index - start
+            start = -1
+    texts = [f"{group:x}" for group in groups]
+    if best_start < 0:
+        return ":".join(texts)
+    head = ":".join(texts[:best_start])
+    tail = ":".join(texts[best_start + best_length :])
+    return f"{head}::{tail}"
+
+
 def _parse_port(text: str, port: str) -> int:
     if _PORT.fullmatch(port) is None or not 1 <= int(port) <= 65535:
         raise _bad("server name", text, "port must be 1-65535 without leading zeros")
@@ -125,12 +150,15 @@ def _parse_server_name(text: str) -> ServerName:
         if close < 0:
             raise _bad("server name", text, "unclosed IPv6 literal")
         literal, rest = text[1:close], text[close + 1 :]
+        if "%" in literal:
+            raise _bad("server name", text, "IPv6 zone ids are not allowed")
         try:
             address = ipaddress.IPv6Address(literal)
         except ValueError as exc:
             raise _bad("server name", text, "invalid IPv6 literal") from exc
-        if address.compressed != literal:
-            raise _bad("server name", text, f"IPv6 literal must be written {address.compressed}")
+        canonical = canonical_ipv6(address.packed)
+        if canonical != literal:
+            raise _bad("server name", text, f"IPv6 literal must be written {canonical}")
         if not rest:
             return ServerName(literal, None)
         if not rest.startswith(":"):

@@ -255,7 +255,9 @@ def decode_frame(data: str | bytes, *, endpoint: Endpoint, sender: Role) -> Fram
         if not has_id or request_id is None:
             raise FrameError(ErrorCode.BAD_FRAME, "a result frame needs the request's 'id'")
         if type(frame["result"]) is not dict:
-            raise FrameError(ErrorCode.BAD_FRAME, "'result' must be an object")
+            raise FrameError(
+                ErrorCode.BAD_FRAME, "'result' must be an object", request_id=request_id
+            )
         return Response(request_id, frame["result"])
     if "error" in frame:
         _envelope(frame, _ERROR_KEYS, request_id)
@@ -298,12 +300,20 @@ def _decode_op_frame(
 
 def _decode_error(body: Any, request_id: RequestId | None) -> ErrorResponse:
     if type(body) is not dict or body.keys() != _ERROR_BODY_KEYS:
-        raise FrameError(ErrorCode.BAD_FRAME, '\'error\' must be {"code": ..., "message": ...}')
+        raise FrameError(
+            ErrorCode.BAD_FRAME,
+            '\'error\' must be {"code": ..., "message": ...}',
+            request_id=request_id,
+        )
     code, message = body["code"], body["message"]
     if type(code) is not str or not 0 < len(code) <= MAX_ERROR_CODE_LENGTH:
-        raise FrameError(ErrorCode.BAD_FRAME, "'error.code' must be a short string")
+        raise FrameError(
+            ErrorCode.BAD_FRAME, "'error.code' must be a short string", request_id=request_id
+        )
     if type(message) is not str or len(message) > MAX_ERROR_MESSAGE_LENGTH:
-        raise FrameError(ErrorCode.BAD_FRAME, "'error.message' must be a string")
+        raise FrameError(
+            ErrorCode.BAD_FRAME, "'error.message' must be a string", request_id=request_id
+        )
     return ErrorResponse(request_id, code, message)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: one script per scenario, each printing JSON rows (never timed asserts)."""

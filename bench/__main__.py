@@ -1,0 +1,8 @@
+"""Run every benchmark: ``python -m bench`` (or ``make bench``). Prints JSON rows."""
+
+from __future__ import annotations
+
+from bench import sign_verify
+
+if __name__ == "__main__":
+    sign_verify.main()

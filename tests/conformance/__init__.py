@@ -1,0 +1,1 @@
+"""Black-box conformance suite: checks any implementation against spec/ and spec/vectors."""

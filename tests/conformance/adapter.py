@@ -1,0 +1,89 @@
+"""The interface an implementation under test offers the conformance suite.
+
+Everything crosses it as plain JSON-shaped data (dicts, lists, str, int, bytes for raw
+bytes), so an adapter can wrap a library in any language — through a subprocess, an FFI or
+a native module. Failures are reported as :class:`ConformanceError` with the spec's error
+code; the suite never looks at messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class ConformanceError(Exception):
+    """The implementation refused an input, with the error code spec/wire.md §6 names."""
+
+    def __init__(
+        self, code: str, *, request_id: str | int | None = None, close_code: int | None = None
+    ) -> None:
+        super().__init__(code)
+        self.code = code
+        self.request_id = request_id
+        self.close_code = close_code
+
+
+class Implementation(Protocol):
+    """What an implementation must provide (each method mirrors one spec algorithm)."""
+
+    def encode_canonical_json(self, value: Any) -> bytes:
+        """spec/canonical-json.md §2."""
+        ...
+
+    def decode_json(self, data: bytes) -> Any:
+        """spec/canonical-json.md §3; raise ConformanceError(code) on refusal."""
+        ...
+
+    def check_identifier(self, kind: str, text: str) -> None:
+        """spec/ids.md; ``kind`` is a key of spec/vectors/ids.json."""
+        ...
+
+    def encode_base64(self, data: bytes, *, urlsafe: bool) -> str:
+        """spec/signing.md §1."""
+        ...
+
+    def decode_base64(self, text: str, *, urlsafe: bool) -> bytes:
+        """spec/signing.md §1; raise ConformanceError("bad_base64")."""
+        ...
+
+    def public_key(self, seed: bytes) -> str:
+        """The unpadded base64 Ed25519 public key for a 32-byte seed."""
+        ...
+
+    def derive_key_id(self, public_key: str) -> str:
+        """spec/signing.md §2."""
+        ...
+
+    def sign_json(self, obj: dict[str, Any], entity: str, key_id: str, seed: bytes) -> Any:
+        """spec/signing.md §3."""
+        ...
+
+    def verify_json(self, obj: dict[str, Any], entity: str, key_id: str, public_key: str) -> None:
+        """spec/signing.md §3; raise ConformanceError(code)."""
+        ...
+
+    def compute_content_hash(self, event: dict[str, Any]) -> str:
+        """spec/events.md §6."""
+        ...
+
+    def redact_event(self, event: dict[str, Any]) -> Any:
+        """spec/events.md §4."""
+        ...
+
+    def compute_event_id(self, event: dict[str, Any]) -> str:
+        """spec/events.md §5."""
+        ...
+
+    def sign_event(self, event: dict[str, Any], server_name: str, key_id: str, seed: bytes) -> Any:
+        """spec/events.md §6."""
+        ...
+
+    def verify_event(
+        self, event: dict[str, Any], keys: dict[str, dict[str, str]]
+    ) -> tuple[str, str, Any]:
+        """spec/events.md §7: ("ok" | "redacted", event id, event kept)."""
+        ...
+
+    def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
+        """spec/wire.md §3: the frame as in spec/vectors/frames.json, or ConformanceError."""
+        ...

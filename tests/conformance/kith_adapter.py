@@ -1,0 +1,106 @@
+"""The conformance adapter of this repository's own implementation (``protocol``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import protocol
+from protocol.errors import ProtocolError
+from tests.conformance.adapter import ConformanceError, Implementation
+
+ID_CHECKS: dict[str, Callable[[str], object]] = {
+    "server_name": protocol.parse_server_name,
+    "user_id": protocol.parse_user_id,
+    "room_id": protocol.validate_room_id,
+    "event_id": protocol.validate_event_id,
+    "device_id": protocol.validate_device_id,
+    "key_id": protocol.validate_key_id,
+}
+
+
+def _translate(call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    except protocol.FrameError as exc:
+        raise ConformanceError(
+            exc.code.value, request_id=exc.request_id, close_code=exc.close_code
+        ) from exc
+    except ProtocolError as exc:
+        raise ConformanceError(exc.code.value) from exc
+
+
+class KithAdapter:
+    """Wraps ``protocol`` in the :class:`Implementation` interface."""
+
+    def encode_canonical_json(self, value: Any) -> bytes:
+        return bytes(_translate(lambda: protocol.encode_canonical_json(value)))
+
+    def decode_json(self, data: bytes) -> Any:
+        return _translate(lambda: protocol.decode_json(data))
+
+    def check_identifier(self, kind: str, text: str) -> None:
+        _translate(lambda: ID_CHECKS[kind](text))
+
+    def encode_base64(self, data: bytes, *, urlsafe: bool) -> str:
+        return protocol.encode_base64_urlsafe(data) if urlsafe else protocol.encode_base64(data)
+
+    def decode_base64(self, text: str, *, urlsafe: bool) -> bytes:
+        decode = protocol.decode_base64_urlsafe if urlsafe else protocol.decode_base64
+        return bytes(_translate(lambda: decode(text)))
+
+    def public_key(self, seed: bytes) -> str:
+        return protocol.encode_verify_key(protocol.signing_key_from_seed(seed).verify_key)
+
+    def derive_key_id(self, public_key: str) -> str:
+        return protocol.derive_key_id(protocol.decode_verify_key(public_key))
+
+    def sign_json(self, obj: dict[str, Any], entity: str, key_id: str, seed: bytes) -> Any:
+        key = protocol.signing_key_from_seed(seed)
+        return _translate(lambda: protocol.sign_json(obj, entity, key_id, key))
+
+    def verify_json(self, obj: dict[str, Any], entity: str, key_id: str, public_key: str) -> None:
+        key = protocol.decode_verify_key(public_key)
+        _translate(lambda: protocol.verify_json(obj, entity, key_id, key))
+
+    def compute_content_hash(self, event: dict[str, Any]) -> str:
+        return str(_translate(lambda: protocol.compute_content_hash(event)))
+
+    def redact_event(self, event: dict[str, Any]) -> Any:
+        return protocol.redact_event(event)
+
+    def compute_event_id(self, event: dict[str, Any]) -> str:
+        return str(_translate(lambda: protocol.compute_event_id(event)))
+
+    def sign_event(self, event: dict[str, Any], server_name: str, key_id: str, seed: bytes) -> Any:
+        key = protocol.signing_key_from_seed(seed)
+        return _translate(lambda: protocol.sign_event(event, server_name, key_id, key))
+
+    def verify_event(
+        self, event: dict[str, Any], keys: dict[str, dict[str, str]]
+    ) -> tuple[str, str, Any]:
+        verify_keys = {
+            server: {key_id: protocol.decode_verify_key(k) for key_id, k in by_id.items()}
+            for server, by_id in keys.items()
+        }
+        verified: protocol.VerifiedEvent = _translate(
+            lambda: protocol.verify_event(event, verify_keys)
+        )
+        return ("redacted" if verified.redacted else "ok", verified.event_id, verified.event)
+
+    def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
+        frame = _translate(
+            lambda: protocol.decode_frame(
+                text, endpoint=protocol.Endpoint(endpoint), sender=protocol.Role(sender)
+            )
+        )
+        if isinstance(frame, protocol.Request):
+            return {"kind": "request", "id": frame.id, "op": frame.op, "params": frame.params}
+        if isinstance(frame, protocol.Notice):
+            return {"kind": "notice", "op": frame.op, "params": frame.params}
+        if isinstance(frame, protocol.Response):
+            return {"kind": "result", "id": frame.id, "result": frame.result}
+        return {"kind": "error", "id": frame.id, "code": frame.code, "message": frame.message}
+
+
+ADAPTER: Implementation = KithAdapter()

@@ -1,0 +1,155 @@
+"""Every case of spec/vectors, checked against the implementation under test (``--impl``)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from tests.conformance.adapter import ConformanceError, Implementation
+from tests.conformance.vectors import case_ids, cases, load
+
+
+def _raw(case: dict[str, Any]) -> bytes:
+    return bytes.fromhex(case["input_hex"]) if "input_hex" in case else case["input"].encode()
+
+
+# --- canonical JSON (spec/canonical-json.md) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", cases("canonical_json", "valid"), ids=case_ids("canonical_json", "valid")
+)
+def test_canonical_json_valid(impl: Implementation, case: dict[str, Any]) -> None:
+    value = impl.decode_json(_raw(case))
+    assert impl.encode_canonical_json(value) == case["canonical"].encode()
+    assert impl.decode_json(case["canonical"].encode()) == value
+
+
+@pytest.mark.parametrize(
+    "case", cases("canonical_json", "invalid"), ids=case_ids("canonical_json", "invalid")
+)
+def test_canonical_json_invalid(impl: Implementation, case: dict[str, Any]) -> None:
+    with pytest.raises(ConformanceError) as caught:
+        impl.decode_json(_raw(case))
+    assert caught.value.code == case["error"]
+
+
+# --- identifiers (spec/ids.md) -------------------------------------------------------------
+
+_IDS = [
+    (kind, text, valid)
+    for kind, lists in load("ids").items()
+    for valid in (True, False)
+    for text in lists["valid" if valid else "invalid"]
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "valid"), _IDS, ids=[f"{k}:{t[:40]}:{v}" for k, t, v in _IDS]
+)
+def test_identifier(impl: Implementation, kind: str, text: str, valid: bool) -> None:
+    if valid:
+        impl.check_identifier(kind, text)
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.check_identifier(kind, text)
+    assert caught.value.code == "bad_identifier"
+
+
+# --- base64 and signing (spec/signing.md) -------------------------------------------------
+
+
+@pytest.mark.parametrize("alphabet", ["standard", "urlsafe"])
+def test_base64(impl: Implementation, alphabet: str) -> None:
+    urlsafe = alphabet == "urlsafe"
+    for case in load("base64")[alphabet]["valid"]:
+        data = bytes.fromhex(case["hex"])
+        assert impl.encode_base64(data, urlsafe=urlsafe) == case["text"]
+        assert impl.decode_base64(case["text"], urlsafe=urlsafe) == data
+    for text in load("base64")[alphabet]["invalid"]:
+        with pytest.raises(ConformanceError) as caught:
+            impl.decode_base64(text, urlsafe=urlsafe)
+        assert caught.value.code == "bad_base64", text
+
+
+def _seed(seed_base64: str) -> bytes:
+    """Seeds are stored as unpadded standard base64 (spec/signing.md §1)."""
+    return base64.b64decode(seed_base64 + "=" * (-len(seed_base64) % 4))
+
+
+@pytest.mark.parametrize("key", cases("signing", "keys"), ids=lambda k: str(k["key_id"]))
+def test_keys_from_seeds(impl: Implementation, key: dict[str, str]) -> None:
+    assert impl.public_key(_seed(key["seed"])) == key["public_key"]
+    assert impl.derive_key_id(key["public_key"]) == key["key_id"]
+
+
+@pytest.mark.parametrize("case", cases("signing", "sign"), ids=case_ids("signing", "sign"))
+def test_sign_json(impl: Implementation, case: dict[str, Any]) -> None:
+    signed = impl.sign_json(case["object"], case["entity"], case["key_id"], _seed(case["seed"]))
+    assert signed == case["signed"]
+    unsigned = {k: v for k, v in case["object"].items() if k not in ("signatures", "unsigned")}
+    assert impl.encode_canonical_json(unsigned) == case["signed_bytes"].encode()
+
+
+@pytest.mark.parametrize("case", cases("signing", "verify"), ids=case_ids("signing", "verify"))
+def test_verify_json(impl: Implementation, case: dict[str, Any]) -> None:
+    args = (case["object"], case["entity"], case["key_id"], case["public_key"])
+    if case["error"] is None:
+        impl.verify_json(*args)
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.verify_json(*args)
+    assert caught.value.code == case["error"]
+
+
+# --- events (spec/events.md) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("events", "sign"), ids=case_ids("events", "sign"))
+def test_sign_event(impl: Implementation, case: dict[str, Any]) -> None:
+    assert impl.compute_content_hash(case["event"]) == case["content_hash"]
+    signed = impl.sign_event(
+        case["event"], case["server_name"], case["key_id"], _seed(case["seed"])
+    )
+    assert signed == case["signed"]
+    assert impl.redact_event(signed) == case["redacted"]
+    assert impl.compute_event_id(signed) == case["event_id"]
+
+
+@pytest.mark.parametrize("case", cases("events", "redact"), ids=case_ids("events", "redact"))
+def test_redact_event(impl: Implementation, case: dict[str, Any]) -> None:
+    assert impl.redact_event(case["event"]) == case["redacted"]
+
+
+@pytest.mark.parametrize("case", cases("events", "verify"), ids=case_ids("events", "verify"))
+def test_verify_event(impl: Implementation, case: dict[str, Any]) -> None:
+    if case["outcome"] in ("ok", "redacted"):
+        outcome, event_id, kept = impl.verify_event(case["event"], case["keys"])
+        assert (outcome, event_id) == (case["outcome"], case["event_id"])
+        expected = case["event"] if outcome == "ok" else impl.redact_event(case["event"])
+        assert kept == expected
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.verify_event(case["event"], case["keys"])
+    assert caught.value.code == case["outcome"]
+
+
+# --- frames (spec/wire.md) -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("frames", "decode"), ids=case_ids("frames", "decode"))
+def test_decode_frame(impl: Implementation, case: dict[str, Any]) -> None:
+    if "frame" in case:
+        frame = impl.decode_frame(case["input"], case["endpoint"], case["sender"])
+        assert frame == case["frame"]
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.decode_frame(case["input"], case["endpoint"], case["sender"])
+    error = caught.value
+    assert (error.code, error.request_id, error.close_code) == (
+        case["error"]["code"],
+        case["error"]["request_id"],
+        case["error"]["close_code"],
+    )

@@ -1,0 +1,44 @@
+"""Suite-wide settings: deterministic property tests unless asked otherwise.
+
+``HYPOTHESIS_PROFILE=explore`` runs the property tests with fresh random examples and more
+of them; the default profile is derandomized so every run of the suite is the same run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    max_examples=200,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "explore",
+    derandomize=False,
+    deadline=None,
+    max_examples=5000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_addoption(parser: Any) -> None:
+    """Options of the conformance suite (tests/conformance)."""
+    group = parser.getgroup("kith conformance")
+    group.addoption(
+        "--impl",
+        default="tests.conformance.kith_adapter:ADAPTER",
+        help="module:attribute of the implementation adapter the algorithm tests check",
+    )
+    group.addoption(
+        "--node-url",
+        default=None,
+        help="ws:// or wss:// base URL of a running node to check; default: start one",
+    )

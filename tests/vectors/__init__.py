@@ -1,0 +1,1 @@
+"""Generator of spec/vectors from the reference implementation."""
