@@ -217,6 +217,7 @@ IDS: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 
+
 def id_vectors() -> dict[str, Any]:
     """Identifiers every implementation must accept, and ones it must refuse."""
     out: dict[str, Any] = {}
