@@ -112,9 +112,9 @@ KEPT_CONTENT_KEYS: Mapping[str, frozenset[str] | None] = {
             "events_default",
             "invite",
             "kick",
+            "level",
             "redact",
             "state_default",
-            "users",
             "users_default",
         }
     ),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from protocol import OPS, ErrorCode, EventType
+from protocol.rooms import RejectReason
 
 SPEC = Path(__file__).resolve().parents[1] / "spec"
 
@@ -21,6 +22,7 @@ NAMED = [
     *(("error code", code.value) for code in ErrorCode),
     *(("event type", event_type.value) for event_type in EventType),
     *(("op", name) for name in OPS),
+    *(("reason code", reason.value) for reason in RejectReason),
 ]
 
 
