@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from bench import sign_verify
+from bench import rooms, sign_verify
 
 if __name__ == "__main__":
     sign_verify.main()
+    rooms.main()

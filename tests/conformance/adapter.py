@@ -87,3 +87,12 @@ class Implementation(Protocol):
     def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
         """spec/wire.md §3: the frame as in spec/vectors/frames.json, or ConformanceError."""
         ...
+
+    def authorize(self, event: dict[str, Any], state: list[dict[str, Any]]) -> str | None:
+        """spec/rooms.md §5: ``None`` if allowed, else the reason code."""
+        ...
+
+    def resolve(self, events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        """spec/state.md §6 over events in arrival order (create first):
+        ``{"verdicts": {id: code | None}, "state": [[type, state_key, id]], "timeline": [id]}``."""
+        ...

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import protocol
+from protocol import rooms
 from protocol.errors import ProtocolError
 from tests.conformance.adapter import ConformanceError, Implementation
 
@@ -101,6 +102,26 @@ class KithAdapter:
         if isinstance(frame, protocol.Response):
             return {"kind": "result", "id": frame.id, "result": frame.result}
         return {"kind": "error", "id": frame.id, "code": frame.code, "message": frame.message}
+
+    def authorize(self, event: dict[str, Any], state: list[dict[str, Any]]) -> str | None:
+        by_register = {(e["type"], e["state_key"]): e for e in state}
+        reason = rooms.authorize(event, rooms.MappingState(by_register))
+        return None if reason is None else reason.value
+
+    def resolve(self, events: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+        (create_id, create), *rest = events
+        room = rooms.Room(create_id, create)
+        for event_id, event in rest:
+            room.add({event_id: event})
+        verdicts = {}
+        for event_id, _ in events:
+            reason = room.rejection(event_id)
+            verdicts[event_id] = None if reason is None else reason.value
+        return {
+            "verdicts": verdicts,
+            "state": sorted([kind, key, e] for (kind, key), e in room.state().items()),
+            "timeline": room.timeline(),
+        }
 
 
 ADAPTER: Implementation = KithAdapter()

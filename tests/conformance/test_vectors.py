@@ -136,6 +136,22 @@ def test_verify_event(impl: Implementation, case: dict[str, Any]) -> None:
     assert caught.value.code == case["outcome"]
 
 
+# --- rooms (spec/rooms.md, spec/state.md) ------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("auth", "cases"), ids=case_ids("auth", "cases"))
+def test_authorize(impl: Implementation, case: dict[str, Any]) -> None:
+    assert impl.authorize(case["event"], case["state"]) == case["outcome"]
+
+
+@pytest.mark.parametrize("case", cases("resolution", "cases"), ids=case_ids("resolution", "cases"))
+def test_resolve(impl: Implementation, case: dict[str, Any]) -> None:
+    result = impl.resolve([(event_id, event) for event_id, event in case["events"]])
+    assert result["verdicts"] == case["verdicts"]
+    assert result["state"] == case["state"]
+    assert result["timeline"] == case["timeline"]
+
+
 # --- frames (spec/wire.md) -----------------------------------------------------------------
 
 

@@ -221,8 +221,8 @@ def _kwargs(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_redaction_keeps_only_the_listed_content_keys() -> None:
-    power = {"type": "power_levels", "content": {"users": {}, "ban": 50, "note": "x"}, "junk": 1}
-    assert redact_event(power) == {"type": "power_levels", "content": {"users": {}, "ban": 50}}
+    power = {"type": "power_levels", "content": {"level": 5, "ban": 50, "users": {}}, "junk": 1}
+    assert redact_event(power) == {"type": "power_levels", "content": {"level": 5, "ban": 50}}
     create = {"type": "create", "content": {"creator": "@a:b", "anything": [1]}, "unsigned": {}}
     assert redact_event(create) == {
         "type": "create",

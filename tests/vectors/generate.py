@@ -20,6 +20,7 @@ from protocol.errors import ProtocolError
 from protocol.signing import signing_key_from_seed
 from tests.conformance.adapter import ConformanceError
 from tests.conformance.kith_adapter import ADAPTER, ID_CHECKS
+from tests.vectors.rooms import auth_vectors, resolution_vectors
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "spec" / "vectors"
 
@@ -409,7 +410,7 @@ def _sample_events() -> list[tuple[str, str, dict[str, Any]]]:
         event_type="power_levels",
         sender="@alice:a.example",
         state_key="",
-        content={"users": {"@alice:a.example": 100}, "users_default": 0, "ban": 50, "x": 1},
+        content={"users_default": 0, "ban": 50, "kick": 50, "x": 1},
         prev_events=[create_id],
         auth_events=[create_id],
         depth=1,
@@ -635,6 +636,8 @@ def frame_vectors() -> dict[str, Any]:
 
 
 GENERATORS = {
+    "auth.json": auth_vectors,
+    "resolution.json": resolution_vectors,
     "canonical_json.json": canonical_json_vectors,
     "ids.json": id_vectors,
     "base64.json": base64_vectors,

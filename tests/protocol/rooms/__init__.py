@@ -1,0 +1,1 @@
+"""Tests of rooms: authorization, causal order and state resolution."""
