@@ -49,14 +49,36 @@ class ErrorCode(StrEnum):
     """Signed, but only with keys the verifier does not know (fetch them, then retry)."""
     BAD_SIGNATURE = "bad_signature"
     """A signature by a known key does not verify."""
+    NOT_AUTHENTICATED = "not_authenticated"
+    """The request needs a connection bound to a device (spec/client.md §1)."""
+    BAD_CREDENTIALS = "bad_credentials"
+    """Unknown user, wrong password, or an access token that is not (or no longer) valid."""
+    USER_DEACTIVATED = "user_deactivated"
+    """The account was deactivated by the node's administrator."""
+    REGISTRATION_CLOSED = "registration_closed"
+    """The node does not register accounts this way (mode, or a wrong token)."""
+    USER_EXISTS = "user_exists"
+    """The user name is taken."""
+    NOT_FOUND = "not_found"
+    """No such room, event, device or user here."""
+    FORBIDDEN = "forbidden"
+    """The request is understood and refused for this user (not a rule of the room)."""
+    RATE_LIMITED = "rate_limited"
+    """Too many requests on this connection; slow down and retry."""
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    """The user or the node has as many connections as it allows."""
     INTERNAL_ERROR = "internal_error"
     """The receiver failed; the request may be retried."""
 
 
 class ProtocolError(Exception):
-    """Base of every error the protocol layer raises; carries a stable ``code``."""
+    """Base of every error the protocol layer raises; carries a stable ``code``.
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    The code is an :class:`ErrorCode`, or — when a room's rules refuse an action — one of
+    the reason codes of spec/rooms.md §7 (``protocol.rooms.RejectReason``).
+    """
+
+    def __init__(self, code: StrEnum, message: str) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message

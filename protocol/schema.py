@@ -32,7 +32,9 @@ class Field:
     kind: type
     required: bool = True
     max_length: int | None = None
-    """Maximum characters of a string or items of a list."""
+    """Maximum characters of a string or items of a list (or members of an object)."""
+    min_length: int = 0
+    """Minimum characters of a string or items of a list."""
     minimum: int = -MAX_SAFE_INTEGER
     maximum: int = MAX_SAFE_INTEGER
     check: Callable[[Any], object] | None = None
@@ -54,6 +56,10 @@ class Field:
         if self.max_length is not None and len(value) > self.max_length:
             raise RemoteProtocolError(
                 ErrorCode.TOO_LARGE, f"'{name}' is longer than {self.max_length}"
+            )
+        if self.min_length and len(value) < self.min_length:
+            raise RemoteProtocolError(
+                ErrorCode.BAD_PARAMS, f"'{name}' is shorter than {self.min_length}"
             )
         if self.items is not None:
             for index, item in enumerate(value):

@@ -20,8 +20,17 @@ from enum import StrEnum
 from typing import Any
 
 from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject, decode_json, encode_canonical_json
+from protocol.client_api import CLIENT_OPS
 from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
-from protocol.schema import Schema
+from protocol.ops import (
+    ENDPOINT_PATHS,
+    SYSTEM_OPS,
+    Endpoint,
+    OpKind,
+    OpSpec,
+    Role,
+    registry,
+)
 
 __all__ = [
     "ENDPOINT_PATHS",
@@ -51,33 +60,6 @@ SUBPROTOCOL = "kith.v1"
 """The WebSocket subprotocol naming this version of the protocol (spec/wire.md §1)."""
 
 
-class Endpoint(StrEnum):
-    """The two sockets a node serves."""
-
-    CLIENT = "client"
-    FEDERATION = "federation"
-
-
-ENDPOINT_PATHS: Mapping[str, Endpoint] = {
-    "/client": Endpoint.CLIENT,
-    "/federation": Endpoint.FEDERATION,
-}
-
-
-class Role(StrEnum):
-    """Who is at the other end of a socket: a user's device or another node."""
-
-    CLIENT = "client"
-    NODE = "node"
-
-
-class OpKind(StrEnum):
-    """A request is answered; a notice is not."""
-
-    REQUEST = "request"
-    NOTICE = "notice"
-
-
 class CloseCode:
     """WebSocket close codes a node uses (RFC 6455 §7.4.1; spec/wire.md §4)."""
 
@@ -102,33 +84,8 @@ MAX_ERROR_MESSAGE_LENGTH = 1024
 RequestId = str | int
 
 
-@dataclass(frozen=True, slots=True)
-class OpSpec:
-    """One operation: its kind, where it may be sent, by whom, and its params."""
-
-    name: str
-    kind: OpKind
-    endpoints: frozenset[Endpoint]
-    senders: frozenset[Role]
-    params: Schema
-    summary: str
-
-
-def _ops(*specs: OpSpec) -> Mapping[str, OpSpec]:
-    return {spec.name: spec for spec in specs}
-
-
-# spec/wire.md §5 — the op registry. Later protocol areas add their ops here.
-OPS: Mapping[str, OpSpec] = _ops(
-    OpSpec(
-        name="ping",
-        kind=OpKind.REQUEST,
-        endpoints=frozenset(Endpoint),
-        senders=frozenset(Role),
-        params=Schema({}),
-        summary="Liveness check; the result is an empty object.",
-    ),
-)
+# spec/wire.md §5 — the op registry: every area of the protocol declares its ops.
+OPS: Mapping[str, OpSpec] = registry(SYSTEM_OPS, CLIENT_OPS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +135,7 @@ class FrameError(RemoteProtocolError):
 
     def __init__(
         self,
-        code: ErrorCode,
+        code: StrEnum,
         message: str,
         *,
         request_id: RequestId | None = None,
