@@ -1,0 +1,1 @@
+"""Storage: SQLite in WAL mode, one writer with group commit, readers off the event loop."""

@@ -1,0 +1,143 @@
+"""Every table of the node, declared in one place, and the migrations that create them.
+
+Tables are named for what maps to what. Each service says which tables it owns; no other
+module writes them. A migration is a function of a ``sqlite_utils.Database``; ``migrate``
+runs the ones a database has not seen yet, in order, recording the version reached in the
+``schema_version`` table — so a node upgraded in place migrates at start.
+
+| table | owner | what |
+|---|---|---|
+| ``users`` | accounts | one row per local user: password hash, admin, deactivated |
+| ``devices`` | accounts | a user's devices: token hash, names, stream cursor |
+| ``rooms`` | rooms | rooms this node holds, by id |
+| ``events`` | rooms | every event of every room, its verdict and stream position |
+| ``stream`` | rooms, sync | the node's stream of items for devices, by position |
+| ``memberships`` | rooms | local users' membership changes, by position (who sees what) |
+| ``txns`` | rooms, to-device | a device's transaction ids and what they produced |
+| ``receipts`` | receipts | each user's read position in each room |
+| ``to_device`` | to-device | messages waiting for a device's acknowledgement |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlite_utils
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("users").create(
+        {
+            "user_id": str,
+            "localpart": str,
+            "password_hash": str,
+            "admin": int,
+            "deactivated": int,
+            "created_ts": int,
+        },
+        pk="user_id",
+        not_null={"localpart", "password_hash", "admin", "deactivated", "created_ts"},
+    )
+    db.table("devices").create(
+        {
+            "user_id": str,
+            "device_id": str,
+            "display_name": str,
+            "token_hash": str,
+            "created_ts": int,
+            "last_seen_ts": int,
+            "cursor": int,
+        },
+        pk=("user_id", "device_id"),
+        not_null={"token_hash", "created_ts", "last_seen_ts", "cursor"},
+    )
+    db.table("devices").create_index(["token_hash"], unique=True)
+    db.table("rooms").create(
+        {"room_id": str, "create_event_id": str, "direct": int, "created_ts": int},
+        pk="room_id",
+        not_null={"create_event_id", "direct", "created_ts"},
+    )
+    db.table("events").create(
+        {
+            "event_id": str,
+            "room_id": str,
+            "position": int,
+            "depth": int,
+            "sender": str,
+            "type": str,
+            "state_key": str,
+            "accepted": int,
+            "reason": str,
+            "json": str,
+        },
+        pk="event_id",
+        not_null={"room_id", "position", "depth", "sender", "type", "accepted", "json"},
+    )
+    db.table("events").create_index(["room_id", "depth", "event_id"])
+    db.table("events").create_index(["position"], unique=True)
+    db.table("stream").create(
+        {
+            "position": int,
+            "kind": str,
+            "room_id": str,
+            "event_id": str,
+            "user_id": str,
+            "data": str,
+        },
+        pk="position",
+        not_null={"kind"},
+    )
+    db.table("stream").create_index(["room_id", "position"])
+    db.table("memberships").create(
+        {"room_id": str, "user_id": str, "position": int, "membership": str},
+        pk=("user_id", "room_id", "position"),
+        not_null={"membership"},
+    )
+    db.table("txns").create(
+        {"user_id": str, "device_id": str, "txn_id": str, "result": str, "created_ts": int},
+        pk=("user_id", "device_id", "txn_id"),
+        not_null={"result", "created_ts"},
+    )
+    db.table("receipts").create(
+        {"room_id": str, "user_id": str, "event_id": str, "position": int},
+        pk=("room_id", "user_id"),
+        not_null={"event_id", "position"},
+    )
+    db.table("to_device").create(
+        {
+            "position": int,
+            "user_id": str,
+            "device_id": str,
+            "sender": str,
+            "sender_device": str,
+            "type": str,
+            "content": str,
+        },
+        pk="position",
+        not_null={"user_id", "device_id", "sender", "sender_device", "type", "content"},
+    )
+    db.table("to_device").create_index(["user_id", "device_id", "position"])
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring ``db`` to ``SCHEMA_VERSION``; return the version it had before."""
+    if "schema_version" not in db.table_names():
+        db.table("schema_version").create({"version": int}, not_null={"version"})
+        db.table("schema_version").insert({"version": 0})
+    row = db.execute("SELECT version FROM schema_version").fetchone()
+    before = int(row[0])
+    if before > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database is at schema version {before}; this node knows {SCHEMA_VERSION}"
+        )
+    for version in range(before, SCHEMA_VERSION):
+        with db.conn:
+            MIGRATIONS[version](db)
+            db.execute("UPDATE schema_version SET version = ?", [version + 1])
+    return before
