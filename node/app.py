@@ -1,4 +1,4 @@
-"""The node as one trio task: load its key, wire the services, serve both endpoints.
+"""The node as one trio task: load its key, open its database, wire the services, serve.
 
 ``await nursery.start(serve_node, config)`` returns the bound port once the node accepts
 connections; cancelling the nursery stops it. Everything the node runs lives under this one
@@ -7,19 +7,38 @@ task, so nothing outlives it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import trio
 
 from node import api
 from node.config import NodeConfig
 from node.dispatch import Dispatcher
-from node.keys import load_or_create_key
+from node.keys import NodeKey, load_or_create_key
 from node.log import get_log
+from node.storage.db import Database
 from node.transport import open_listeners, serve_websocket_endpoints
 from protocol.wire import ENDPOINT_PATHS
 
-__all__ = ["serve_node"]
+__all__ = ["DATABASE_FILE_NAME", "Node", "serve_node"]
 
 log = get_log(__name__)
+
+DATABASE_FILE_NAME = "kith.db"
+
+
+@dataclass
+class Node:
+    """Everything one running node holds: settings, key, database and services."""
+
+    config: NodeConfig
+    key: NodeKey
+    db: Database
+
+    @property
+    def server_name(self) -> str:
+        """The node's server name (user ids are ``@name:<server_name>``)."""
+        return self.config.server_name
 
 
 async def serve_node(
@@ -27,7 +46,7 @@ async def serve_node(
 ) -> None:
     """Run a node from ``config`` until cancelled; report the bound port when listening.
 
-    Creates the data folder and the signing key on first use (``node.keys``). Raises
+    Creates the data folder, the signing key and the database on first use. Raises
     ``KeyFileError`` if the key is unusable and ``ListenError`` if the port cannot be bound,
     both unwrapped and before reporting started. Logs ``event=listening`` with the real port: the
     conformance suite reads that line to find a node it started with ``--port 0``.
@@ -35,16 +54,23 @@ async def serve_node(
     key, created = await trio.to_thread.run_sync(load_or_create_key, config.data_dir)
     if created:
         log.info("key_created", key_id=key.key_id, public_key=key.public_key)
-    dispatcher = Dispatcher(api.handlers())
-    listeners = await open_listeners(config.host, config.port)
-    async with trio.open_nursery() as nursery:
-        address = await nursery.start(serve_websocket_endpoints, dispatcher, listeners)
-        log.info(
-            "listening",
-            url=address.url,
-            host=address.host,
-            port=address.port,
-            endpoints=",".join(ENDPOINT_PATHS),
-            key_id=key.key_id,
-        )
-        task_status.started(address.port)
+    db = await Database.open(config.data_dir / DATABASE_FILE_NAME)
+    try:
+        node = Node(config, key, db)
+        dispatcher = Dispatcher(api.handlers(node))
+        listeners = await open_listeners(config.host, config.port)
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(serve_websocket_endpoints, dispatcher, listeners)
+            log.info(
+                "listening",
+                url=address.url,
+                host=address.host,
+                port=address.port,
+                endpoints=",".join(ENDPOINT_PATHS),
+                key_id=key.key_id,
+                server_name=config.server_name,
+            )
+            task_status.started(address.port)
+    finally:
+        with trio.CancelScope(shield=True):
+            await db.aclose()

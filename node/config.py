@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from protocol import parse_server_name
+
 __all__ = ["DEFAULT_DATA_DIR", "DEFAULT_HOST", "DEFAULT_PORT", "NodeConfig"]
 
 DEFAULT_HOST: Final = "127.0.0.1"
@@ -29,9 +31,12 @@ class NodeConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     data_dir: Path = DEFAULT_DATA_DIR
+    server_name: str = "localhost"
+    """The node's name in user ids (``@alice:<server_name>``) and to its peers."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is not in 0..65535")
         if not self.host:
             raise ValueError("host must not be empty")
+        parse_server_name(self.server_name)

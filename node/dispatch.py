@@ -8,17 +8,19 @@ handlers and turns whatever happens into exactly one answer with the request's `
 * anything else (a bug, a ``LocalProtocolError``, a result that is not canonical JSON) →
   ``internal_error``, logged with its traceback, and the connection carries on.
 
-Handlers are thin (parse, call a service, encode — see ``node.api``) and get a
-:class:`Peer` telling them which socket the request came in on and who is at the other end.
+Handlers are thin (parse, call a service, encode — see ``node.api``) and get the
+connection's :class:`~node.session.Session`: which socket the request came in on, who is at
+the other end, and which device the connection is bound to. On ``/client`` only the ops of
+``REQUESTS_BEFORE_AUTH`` are answered before the connection is bound (spec/client.md §1).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from node.log import get_log
+from node.session import Session
 from protocol import (
     OPS,
     Endpoint,
@@ -27,30 +29,19 @@ from protocol import (
     RemoteProtocolError,
     Request,
     Response,
-    Role,
     encode_frame,
     error_response,
 )
+from protocol.client_api import REQUESTS_BEFORE_AUTH
 from protocol.wire import ErrorResponse, OpKind, RequestId
 
-__all__ = ["Dispatcher", "Handler", "Peer"]
+__all__ = ["Dispatcher", "Handler"]
 
 log = get_log(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """The other end of one connection, as handlers and logs see it."""
-
-    connection_id: int
-    endpoint: Endpoint
-    role: Role
-    remote: str
-    """``host:port`` of the remote socket, for logs."""
-
-
-Handler = Callable[[Peer, JsonObject], Awaitable[JsonObject]]
-"""``await handler(peer, params)`` → the result object; params are already validated."""
+Handler = Callable[[Session, JsonObject], Awaitable[JsonObject]]
+"""``await handler(session, params)`` → the result object; params are already validated."""
 
 
 def _error(request_id: RequestId, code: ErrorCode, message: str) -> bytes:
@@ -73,11 +64,18 @@ class Dispatcher:
         """The ops this node implements."""
         return frozenset(self._handlers)
 
-    async def answer(self, peer: Peer, request: Request) -> bytes:
+    async def answer(self, session: Session, request: Request) -> bytes:
         """The encoded frame answering ``request``: a result or an error, never nothing.
 
         Cancellation propagates; every other failure of the handler becomes an error frame.
         """
+        peer = session.peer
+        if (
+            peer.endpoint is Endpoint.CLIENT
+            and not session.bound
+            and request.op not in REQUESTS_BEFORE_AUTH
+        ):
+            return _error(request.id, ErrorCode.NOT_AUTHENTICATED, "log in or authenticate first")
         handler = self._handlers.get(request.op)
         if handler is None:
             # decode_frame accepted the op, so the protocol defines it; this node doesn't.
@@ -87,7 +85,7 @@ class Dispatcher:
                 f"this node does not implement {request.op!r}",
             )
         try:
-            result = await handler(peer, request.params)
+            result = await handler(session, request.params)
             return encode_frame(Response(request.id, result))
         except RemoteProtocolError as exc:
             return encode_frame(error_response(request.id, exc))

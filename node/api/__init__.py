@@ -6,14 +6,19 @@ implements yet is answered ``unknown_op`` by the dispatcher.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from node.api import system
 from node.dispatch import Handler
+
+if TYPE_CHECKING:
+    from node.app import Node
 
 __all__ = ["handlers"]
 
 
-def handlers() -> dict[str, Handler]:
-    """Every op this node answers, on both sockets, mapped to its handler."""
+def handlers(node: Node) -> dict[str, Handler]:
+    """Every op ``node`` answers, on both sockets, mapped to its handler."""
     return {
         "ping": system.ping,
     }

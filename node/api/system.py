@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from node.dispatch import Peer
+from node.session import Session
 from protocol import JsonObject
 
 __all__ = ["ping"]
 
 
-async def ping(peer: Peer, params: JsonObject) -> JsonObject:
+async def ping(session: Session, params: JsonObject) -> JsonObject:
     """``ping`` on /client and /federation (spec/wire.md §5.3): answers ``{}``.
 
     Lets either side check that the other is alive and still reading.

@@ -21,7 +21,9 @@ a peer that floods the socket is slowed down by its own unanswered requests.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -34,8 +36,9 @@ from trio_websocket import (
     WebSocketServer,
 )
 
-from node.dispatch import Dispatcher, Peer
+from node.dispatch import Dispatcher
 from node.log import get_log
+from node.session import Peer, Session
 from protocol import (
     SUBPROTOCOL,
     ErrorCode,
@@ -106,6 +109,16 @@ def _describe(endpoint: trio_websocket.Endpoint | str) -> str:
     return endpoint
 
 
+def _sender(ws: WebSocketConnection) -> Callable[[str], Awaitable[None]]:
+    """How a session pushes: one text message; a closed connection swallows it."""
+
+    async def send(text: str) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send_message(text)
+
+    return send
+
+
 def _close_reason(text: str) -> str:
     return text.encode()[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
@@ -155,6 +168,7 @@ class WebSocketEndpoints:
             remote=peer.remote,
             subprotocol=ws.subprotocol,
         )
+        session = Session(peer, send=_sender(ws))
         closed_with: int | None = None
         try:
             while closed_with is None:
@@ -162,7 +176,7 @@ class WebSocketEndpoints:
                 if isinstance(message, bytes):
                     closed_with = await self._refuse_binary(ws)
                 else:
-                    closed_with = await self._receive_text(ws, peer, message)
+                    closed_with = await self._receive_text(ws, session, message)
         except ConnectionClosed:
             pass  # the peer closed, or the network broke: nothing left to answer
         except Exception:
@@ -170,6 +184,7 @@ class WebSocketEndpoints:
             closed_with = CloseCode.INTERNAL_ERROR
             await self._close(ws, CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            session.end()
             reason = ws.closed
             log.debug(
                 "connection_closed",
@@ -178,8 +193,11 @@ class WebSocketEndpoints:
                 code=closed_with if closed_with is not None else reason and reason.code,
             )
 
-    async def _receive_text(self, ws: WebSocketConnection, peer: Peer, text: str) -> int | None:
+    async def _receive_text(
+        self, ws: WebSocketConnection, session: Session, text: str
+    ) -> int | None:
         """Answer one text message; the close code if the connection had to be closed."""
+        peer = session.peer
         try:
             frame = decode_frame(text, endpoint=peer.endpoint, sender=peer.role)
         except FrameError as exc:
@@ -190,8 +208,11 @@ class WebSocketEndpoints:
                 return exc.close_code
             return None
         if isinstance(frame, Request):
-            answer = await self._dispatcher.answer(peer, frame)
+            answer = await self._dispatcher.answer(session, frame)
             await ws.send_message(answer.decode())
+            if session.close_code is not None:
+                await self._close(ws, session.close_code, "closed by the node")
+                return session.close_code
         elif isinstance(frame, Response):
             # spec/wire.md §4 rule 4. This node sends no requests yet: every result is unsolicited.
             refusal = ErrorResponse(

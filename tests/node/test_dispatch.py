@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import trio
 
-from node.dispatch import Dispatcher, Handler, Peer
+from node.dispatch import Dispatcher, Handler
 from node.log import LogfmtFormatter
+from node.session import Peer, Session
 from node.transport import open_listeners, serve_websocket_endpoints
 from protocol import (
     Endpoint,
@@ -24,7 +25,9 @@ from protocol import (
 from tests.node.logfmt import parse_logfmt
 from tests.node.wsclient import TIMEOUT, call, connect, ping
 
-PEER = Peer(connection_id=1, endpoint=Endpoint.CLIENT, role=Role.CLIENT, remote="127.0.0.1:1")
+PEER = Session(
+    Peer(connection_id=1, endpoint=Endpoint.CLIENT, role=Role.CLIENT, remote="127.0.0.1:1")
+)
 
 
 def _answer(frame: bytes) -> dict[str, Any]:
@@ -34,15 +37,15 @@ def _answer(frame: bytes) -> dict[str, Any]:
 
 
 def _failing(error: BaseException) -> Handler:
-    async def handler(peer: Peer, params: JsonObject) -> JsonObject:
+    async def handler(session: Session, params: JsonObject) -> JsonObject:
         raise error
 
     return handler
 
 
 async def test_handler_result_is_answered_with_the_request_id() -> None:
-    async def echo_endpoint(peer: Peer, params: JsonObject) -> JsonObject:
-        return {"endpoint": peer.endpoint.value}
+    async def echo_endpoint(session: Session, params: JsonObject) -> JsonObject:
+        return {"endpoint": session.peer.endpoint.value}
 
     dispatcher = Dispatcher({"ping": echo_endpoint})
     answer = await dispatcher.answer(PEER, Request("r1", "ping", {}))
@@ -86,7 +89,7 @@ async def test_handler_failure_answers_internal_error_and_logs_the_traceback(
 
 
 async def test_result_outside_canonical_json_answers_internal_error() -> None:
-    async def returns_a_float(peer: Peer, params: JsonObject) -> JsonObject:
+    async def returns_a_float(session: Session, params: JsonObject) -> JsonObject:
         return {"ratio": 0.5}
 
     answer = _answer(
@@ -96,7 +99,7 @@ async def test_result_outside_canonical_json_answers_internal_error() -> None:
 
 
 async def test_cancellation_is_not_turned_into_an_answer() -> None:
-    async def hangs(peer: Peer, params: JsonObject) -> JsonObject:
+    async def hangs(session: Session, params: JsonObject) -> JsonObject:
         await trio.sleep_forever()
         raise AssertionError("unreachable")
 
@@ -118,7 +121,7 @@ def test_dispatcher_lists_the_ops_it_implements() -> None:
 async def test_connection_keeps_serving_after_a_handler_crash(nursery: trio.Nursery) -> None:
     calls = 0
 
-    async def crashes_once(peer: Peer, params: JsonObject) -> JsonObject:
+    async def crashes_once(session: Session, params: JsonObject) -> JsonObject:
         nonlocal calls
         calls += 1
         if calls == 1:
