@@ -7,13 +7,14 @@ task, so nothing outlives it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
 from node import api
 from node.config import NodeConfig
 from node.dispatch import Dispatcher
+from node.hub import Hub
 from node.keys import NodeKey, load_or_create_key
 from node.log import get_log
 from node.storage.db import Database
@@ -34,6 +35,7 @@ class Node:
     config: NodeConfig
     key: NodeKey
     db: Database
+    hub: Hub = field(default_factory=Hub)
 
     @property
     def server_name(self) -> str:
