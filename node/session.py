@@ -3,8 +3,13 @@
 The transport creates a :class:`Session` per accepted WebSocket and hands it to every
 handler. A client connection starts unbound; ``register``, ``login`` or ``authenticate``
 bind it to a user's device (spec/client.md §1), and every later request acts as that
-device. Services push notices through :meth:`Session.push`, which never raises: a push to a
-connection that has gone away is dropped (the device catches up from its cursor).
+device.
+
+Everything a connection sends goes through its **outbox**, which one pump task per
+connection drains in order: answers wait for room in it, pushes never wait. A device that
+does not read fast enough to keep up with its pushes overflows the outbox and is
+disconnected (close 1008); it loses nothing, it resumes from its cursor (client.md §5). A
+push to a connection that has gone away is dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from protocol.wire import CloseCode
 __all__ = ["Peer", "Session"]
 
 Sender = Callable[[str], Awaitable[None]]
+OUTBOX_FRAMES = 4096
+"""Frames a connection may have waiting to be sent before it counts as too slow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,9 @@ class Session:
     """Set by the transport when the connection is gone."""
     on_end: list[Callable[[Session], None]] = field(default_factory=list)
     """Called once, in order, when the connection is gone (services forget the session)."""
+    too_slow: bool = False
+    """Set when a push found the outbox full: the transport closes the connection."""
+    _outbox: trio.MemorySendChannel[str] | None = None
 
     @property
     def bound(self) -> bool:
@@ -79,10 +89,41 @@ class Session:
         for callback in callbacks:
             callback(self)
 
-    async def push(self, frame: bytes) -> None:
-        """Send an encoded frame; drop it silently if the connection is gone."""
-        if self.closed.is_set():
+    def open_outbox(self) -> trio.MemoryReceiveChannel[str]:
+        """Route every frame through an outbox; the transport pumps the returned end."""
+        send, receive = trio.open_memory_channel[str](OUTBOX_FRAMES)
+        self._outbox = send
+        return receive
+
+    def close_outbox(self) -> None:
+        """No more frames: the pump sends what is queued and stops."""
+        if self._outbox is not None:
+            self._outbox.close()
+
+    async def answer(self, frame: bytes) -> None:
+        """Queue an answer, waiting for room: a flooding peer is slowed by its own answers."""
+        if self._outbox is None:
+            await self._send_now(frame)
             return
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._outbox.send(frame.decode())
+
+    async def push(self, frame: bytes) -> None:
+        """Queue a notice without waiting; a full outbox marks the session too slow."""
+        if self.closed.is_set() or self.too_slow:
+            return
+        if self._outbox is None:
+            await self._send_now(frame)
+            return
+        try:
+            self._outbox.send_nowait(frame.decode())
+        except trio.WouldBlock:
+            self.too_slow = True
+            self._outbox.close()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _send_now(self, frame: bytes) -> None:
         with contextlib.suppress(
             trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError
         ):

@@ -169,56 +169,80 @@ class WebSocketEndpoints:
             subprotocol=ws.subprotocol,
         )
         session = Session(peer, send=_sender(ws))
-        closed_with: int | None = None
+        outbox = session.open_outbox()
+        closing: tuple[int, str] | None = None
+        peer_left = False
         try:
-            while closed_with is None:
-                message = await ws.get_message()
-                if isinstance(message, bytes):
-                    closed_with = await self._refuse_binary(ws)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, ws, session, outbox)
+                closing = await self._read_loop(ws, session)
+                peer_left = closing is None
+                if peer_left:
+                    nursery.cancel_scope.cancel()
                 else:
-                    closed_with = await self._receive_text(ws, session, message)
-        except ConnectionClosed:
-            pass  # the peer closed, or the network broke: nothing left to answer
+                    session.close_outbox()  # the pump sends what is queued, then stops
+            if closing is not None:
+                await self._close(ws, *closing)
         except Exception:
             log.exception("connection_failed", conn=peer.connection_id, endpoint=peer.endpoint)
-            closed_with = CloseCode.INTERNAL_ERROR
-            await self._close(ws, CloseCode.INTERNAL_ERROR, "internal error")
+            closing = (CloseCode.INTERNAL_ERROR, "internal error")
+            await self._close(ws, *closing)
         finally:
             session.end()
             reason = ws.closed
             log.debug(
                 "connection_closed",
                 conn=peer.connection_id,
-                by="node" if closed_with is not None else "peer",
-                code=closed_with if closed_with is not None else reason and reason.code,
+                by="peer" if peer_left else "node",
+                code=closing[0] if closing is not None else reason and reason.code,
             )
 
-    async def _receive_text(
-        self, ws: WebSocketConnection, session: Session, text: str
-    ) -> int | None:
-        """Answer one text message; the close code if the connection had to be closed."""
+    async def _read_loop(self, ws: WebSocketConnection, session: Session) -> tuple[int, str] | None:
+        """Answer messages until one asks to close (its code and reason) or the peer leaves."""
+        try:
+            while True:
+                message = await ws.get_message()
+                if isinstance(message, bytes):
+                    return await self._refuse_binary(session)
+                closing = await self._receive_text(session, message)
+                if closing is not None:
+                    return closing
+        except ConnectionClosed:
+            return None  # the peer closed, or the network broke: nothing left to answer
+
+    async def _pump(
+        self, ws: WebSocketConnection, session: Session, outbox: trio.MemoryReceiveChannel[str]
+    ) -> None:
+        """Send the connection's outbox in order; close a connection that fell behind."""
+        async with outbox:
+            try:
+                async for text in outbox:
+                    await ws.send_message(text)
+            except ConnectionClosed:
+                return  # the reader sees it too and ends the connection
+        if session.too_slow:
+            log.info("connection_too_slow", conn=session.peer.connection_id)
+            await self._close(ws, CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
+
+    async def _receive_text(self, session: Session, text: str) -> tuple[int, str] | None:
+        """Answer one text message; the close code and reason if the connection must close."""
         peer = session.peer
         try:
             frame = decode_frame(text, endpoint=peer.endpoint, sender=peer.role)
         except FrameError as exc:
             log.debug("frame_refused", conn=peer.connection_id, code=exc.code, fatal=exc.fatal)
-            await ws.send_message(encode_frame(exc.to_response()).decode())
-            if exc.close_code is not None:
-                await self._close(ws, exc.close_code, exc.message)
-                return exc.close_code
-            return None
+            await session.answer(encode_frame(exc.to_response()))
+            return None if exc.close_code is None else (exc.close_code, exc.message)
         if isinstance(frame, Request):
-            answer = await self._dispatcher.answer(session, frame)
-            await ws.send_message(answer.decode())
+            await session.answer(await self._dispatcher.answer(session, frame))
             if session.close_code is not None:
-                await self._close(ws, session.close_code, "closed by the node")
-                return session.close_code
+                return session.close_code, "closed by the node"
         elif isinstance(frame, Response):
             # spec/wire.md §4 rule 4. This node sends no requests yet: every result is unsolicited.
             refusal = ErrorResponse(
                 frame.id, ErrorCode.BAD_FRAME.value, "unsolicited result: no request has this id"
             )
-            await ws.send_message(encode_frame(refusal).decode())
+            await session.answer(encode_frame(refusal))
         elif isinstance(frame, ErrorResponse):
             # spec/wire.md §4 rule 5: a valid error frame is never answered, whatever it says.
             log.debug("error_frame_received", conn=peer.connection_id, id=frame.id, code=frame.code)
@@ -226,11 +250,10 @@ class WebSocketEndpoints:
             log.debug("notice_ignored", conn=peer.connection_id, op=frame.op)
         return None
 
-    async def _refuse_binary(self, ws: WebSocketConnection) -> int:
+    async def _refuse_binary(self, session: Session) -> tuple[int, str]:
         refusal = ErrorResponse(None, ErrorCode.BAD_FRAME.value, _BINARY_REFUSED)
-        await ws.send_message(encode_frame(refusal).decode())
-        await self._close(ws, CloseCode.UNSUPPORTED_DATA, _BINARY_REFUSED)
-        return CloseCode.UNSUPPORTED_DATA
+        await session.answer(encode_frame(refusal))
+        return CloseCode.UNSUPPORTED_DATA, _BINARY_REFUSED
 
     @staticmethod
     async def _close(ws: WebSocketConnection, code: int, reason: str) -> None:
