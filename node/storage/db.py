@@ -50,17 +50,25 @@ def _connect(path: Path, *, synchronous: str, readonly: bool) -> sqlite3.Connect
 class _Pending(Generic[T]):
     """A queued write: the job, and where its outcome goes."""
 
-    __slots__ = ("done", "job", "result", "token")
+    __slots__ = ("done", "job", "on_commit", "result", "token")
 
-    def __init__(self, job: Job[T], token: trio.lowlevel.TrioToken) -> None:
+    def __init__(
+        self,
+        job: Job[T],
+        token: trio.lowlevel.TrioToken,
+        on_commit: Callable[[T], None] | None,
+    ) -> None:
         self.job = job
         self.token = token
+        self.on_commit = on_commit
         self.done = trio.Event()
         self.result: outcome.Outcome[T] | None = None
 
     def finish(self, result: outcome.Outcome[T]) -> None:
-        """Called on the trio thread by the writer once the batch committed (or failed)."""
+        """Called on the trio thread, in commit order, once the batch committed (or failed)."""
         self.result = result
+        if self.on_commit is not None and isinstance(result, outcome.Value):
+            self.on_commit(result.value)
         self.done.set()
 
 
@@ -110,15 +118,18 @@ class Database:
 
     # --- writing --------------------------------------------------------------------------
 
-    async def write(self, job: Job[T]) -> T:
+    async def write(self, job: Job[T], *, on_commit: Callable[[T], None] | None = None) -> T:
         """Run ``job`` in the writer's transaction; return its result once committed.
 
-        If ``job`` raises, its changes are rolled back (the rest of the batch is not) and
-        the exception is raised here.
+        ``on_commit(result)`` runs on the event loop right after the commit, before this
+        returns — and for the jobs of one database strictly in the order they were queued
+        (trio runs ``run_sync_soon`` callbacks in order), which is how the node publishes
+        its stream in position order. If ``job`` raises, its changes are rolled back (the
+        rest of the batch is not) and the exception is raised here.
         """
         if self._writer is None:
             raise RuntimeError("the database is not open")
-        pending = _Pending(job, trio.lowlevel.current_trio_token())
+        pending = _Pending(job, trio.lowlevel.current_trio_token(), on_commit)
         self._queue.put(pending)
         await pending.done.wait()
         assert pending.result is not None

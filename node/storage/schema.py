@@ -71,12 +71,16 @@ def _v1(db: sqlite_utils.Database) -> None:
             "accepted": int,
             "reason": str,
             "json": str,
+            "sender_device": str,
+            "txn_id": str,
+            "redacted_by": str,
         },
         pk="event_id",
         not_null={"room_id", "position", "depth", "sender", "type", "accepted", "json"},
     )
     db.table("events").create_index(["room_id", "depth", "event_id"])
     db.table("events").create_index(["position"], unique=True)
+    db.table("events").create_index(["room_id", "position"])
     db.table("stream").create(
         {
             "position": int,

@@ -115,3 +115,21 @@ async def test_reads_are_read_only(tmp_path: Path) -> None:
             await db.read(_insert_room("!nope"))
     finally:
         await db.aclose()
+
+
+async def test_commit_callbacks_run_in_the_order_writes_were_queued(tmp_path: Path) -> None:
+    db = await Database.open(tmp_path / "kith.db")
+    seen: list[str] = []
+    try:
+        with trio.fail_after(10):
+
+            async def write(room_id: str) -> None:
+                await db.write(_insert_room(room_id), on_commit=seen.append)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(100):
+                    nursery.start_soon(write, f"!r{i:03}")
+                    await trio.sleep(0)  # queue them in this order
+            assert seen == [f"!r{i:03}" for i in range(100)]
+    finally:
+        await db.aclose()
