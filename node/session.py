@@ -100,8 +100,9 @@ class Session:
         if self._outbox is not None:
             self._outbox.close()
 
-    async def answer(self, frame: bytes) -> None:
-        """Queue an answer, waiting for room: a flooding peer is slowed by its own answers."""
+    async def queue(self, frame: bytes) -> None:
+        """Queue a frame, waiting for room: answers, and catch-up batches, which must not be
+        lost — a flooding peer is slowed by its own answers, a slow device by its backlog."""
         if self._outbox is None:
             await self._send_now(frame)
             return
@@ -110,11 +111,18 @@ class Session:
 
     async def push(self, frame: bytes) -> None:
         """Queue a notice without waiting; a full outbox marks the session too slow."""
+        if self._outbox is None:
+            if not self.closed.is_set():
+                await self._send_now(frame)
+            return
+        self.push_nowait(frame)
+
+    def push_nowait(self, frame: bytes) -> None:
+        """:meth:`push` for callers that cannot wait (live fan-out); needs an outbox."""
         if self.closed.is_set() or self.too_slow:
             return
         if self._outbox is None:
-            await self._send_now(frame)
-            return
+            raise RuntimeError("this session has no outbox to queue into")
         try:
             self._outbox.send_nowait(frame.decode())
         except trio.WouldBlock:

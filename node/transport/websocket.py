@@ -231,10 +231,10 @@ class WebSocketEndpoints:
             frame = decode_frame(text, endpoint=peer.endpoint, sender=peer.role)
         except FrameError as exc:
             log.debug("frame_refused", conn=peer.connection_id, code=exc.code, fatal=exc.fatal)
-            await session.answer(encode_frame(exc.to_response()))
+            await session.queue(encode_frame(exc.to_response()))
             return None if exc.close_code is None else (exc.close_code, exc.message)
         if isinstance(frame, Request):
-            await session.answer(await self._dispatcher.answer(session, frame))
+            await session.queue(await self._dispatcher.answer(session, frame))
             if session.close_code is not None:
                 return session.close_code, "closed by the node"
         elif isinstance(frame, Response):
@@ -242,7 +242,7 @@ class WebSocketEndpoints:
             refusal = ErrorResponse(
                 frame.id, ErrorCode.BAD_FRAME.value, "unsolicited result: no request has this id"
             )
-            await session.answer(encode_frame(refusal))
+            await session.queue(encode_frame(refusal))
         elif isinstance(frame, ErrorResponse):
             # spec/wire.md §4 rule 5: a valid error frame is never answered, whatever it says.
             log.debug("error_frame_received", conn=peer.connection_id, id=frame.id, code=frame.code)
@@ -252,7 +252,7 @@ class WebSocketEndpoints:
 
     async def _refuse_binary(self, session: Session) -> tuple[int, str]:
         refusal = ErrorResponse(None, ErrorCode.BAD_FRAME.value, _BINARY_REFUSED)
-        await session.answer(encode_frame(refusal))
+        await session.queue(encode_frame(refusal))
         return CloseCode.UNSUPPORTED_DATA, _BINARY_REFUSED
 
     @staticmethod

@@ -20,6 +20,7 @@ from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.events import MAX_PREV_EVENTS, EventType
 from protocol.rooms.auth import authorize, select_auth_events
 from protocol.rooms.dag import Node, RoomGraph
+from protocol.rooms.power import StateView
 from protocol.rooms.reasons import RejectReason
 from protocol.rooms.resolution import judge, resolve_window
 from protocol.rooms.schemas import Register
@@ -223,6 +224,10 @@ class Room:
     def state(self) -> dict[Register, str]:
         """The room state: each register's event id (state.md §4)."""
         return {r: w[-1][1] for r, w in self._index.writers.items() if w}
+
+    def state_view(self) -> StateView:
+        """The room state as a :class:`StateView` (to read levels and memberships)."""
+        return self._index
 
     def state_event(self, register: Register) -> JsonObject | None:
         """The event holding ``register`` in the room state."""

@@ -1,0 +1,1 @@
+"""The node's services: the logic behind the handlers, one concern per module."""
