@@ -1,0 +1,165 @@
+"""Presence: who is online, told to their contacts when it changes (spec/client.md §6).
+
+A user is ``online`` while any of their devices is connected and has sent a heartbeat
+within the timeout (a device counts as heard from when it binds), and ``offline`` after the
+last one disconnects or falls silent. Contacts — local users who share a joined room — get a
+``presence_update`` push on every change, and only then: the cost follows changes, not the
+number of users or the heartbeat rate. Time comes from trio's clock, so tests run it on a
+fake one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from node.hub import Hub
+from node.services.memberships import Memberships
+from node.session import Session
+from protocol import JsonObject, Notice, encode_frame
+
+__all__ = ["Presence"]
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _UserPresence:
+    online: bool = False
+    last_active_ts: int = 0
+    status_msg: str | None = None
+    heard: dict[Session, float] = field(default_factory=dict)
+    """When each connected session of the user last sent a heartbeat (trio time)."""
+
+
+class Presence:
+    """Online state, last activity and status messages of local users."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        memberships: Memberships,
+        *,
+        timeout_s: float,
+        clock_ms: Callable[[], int] = _now_ms,
+    ) -> None:
+        self._hub = hub
+        self._memberships = memberships
+        self._timeout = timeout_s
+        self._clock_ms = clock_ms
+        self._users: dict[str, _UserPresence] = {}
+        self._changed = trio.Event()
+        hub.on_user_disconnected.append(self._last_session_gone)
+
+    # --- what devices do -----------------------------------------------------------------
+
+    def bound(self, session: Session) -> None:
+        """A device connected (or re-authenticated): it counts as heard from now."""
+        self.heartbeat(session)
+        session.on_end.append(self._session_ended)
+
+    def heartbeat(self, session: Session) -> None:
+        """The device is still there."""
+        user_id = session.user_id
+        if user_id is None:
+            return
+        user = self._users.setdefault(user_id, _UserPresence())
+        user.heard[session] = trio.current_time()
+        user.last_active_ts = self._clock_ms()
+        self._changed.set()
+        if not user.online:
+            user.online = True
+            self._announce(user_id, user)
+
+    def active(self, user_id: str) -> None:
+        """The user made a request: note the time (never announced by itself)."""
+        user = self._users.get(user_id)
+        if user is not None:
+            user.last_active_ts = self._clock_ms()
+
+    def set_status(self, user_id: str, status_msg: str) -> None:
+        """Change the user's status message; an empty one clears it."""
+        user = self._users.setdefault(user_id, _UserPresence())
+        new = status_msg or None
+        if new != user.status_msg:
+            user.status_msg = new
+            self._announce(user_id, user)
+
+    # --- reading --------------------------------------------------------------------------
+
+    def contacts(self, user_id: str) -> set[str]:
+        """Local users who share a joined room with ``user_id`` (not the user)."""
+        found: set[str] = set()
+        for room_id in self._memberships.rooms_with(user_id, ("join",)):
+            found.update(self._memberships.joined(room_id))
+        found.discard(user_id)
+        return found
+
+    def describe(self, user_id: str) -> JsonObject:
+        """The ``presence_update`` params for a user."""
+        user = self._users.get(user_id, _UserPresence())
+        described: JsonObject = {
+            "user_id": user_id,
+            "presence": "online" if user.online else "offline",
+        }
+        if user.last_active_ts:
+            described["last_active_ts"] = user.last_active_ts
+        if user.status_msg is not None:
+            described["status_msg"] = user.status_msg
+        return described
+
+    def of_contacts(self, user_id: str, wanted: list[str]) -> list[JsonObject]:
+        """``get_presence``: the presence of those of ``wanted`` who are contacts."""
+        contacts = self.contacts(user_id)
+        return [self.describe(other) for other in dict.fromkeys(wanted) if other in contacts]
+
+    def push_online_contacts(self, session: Session) -> None:
+        """client.md §6: after a device's first catch-up, the contacts who are online."""
+        if session.user_id is None:
+            return
+        for contact in sorted(self.contacts(session.user_id)):
+            user = self._users.get(contact)
+            if user is not None and user.online:
+                session.push_nowait(encode_frame(Notice("presence_update", self.describe(contact))))
+
+    # --- changes --------------------------------------------------------------------------
+
+    def _announce(self, user_id: str, user: _UserPresence) -> None:
+        frame = encode_frame(Notice("presence_update", self.describe(user_id)))
+        for contact in self.contacts(user_id):
+            for session in self._hub.of_user(contact):
+                session.push_nowait(frame)
+
+    def _session_ended(self, session: Session) -> None:
+        for user in self._users.values():
+            user.heard.pop(session, None)
+
+    def _last_session_gone(self, user_id: str) -> None:
+        user = self._users.get(user_id)
+        if user is not None and user.online:
+            user.online = False
+            user.heard.clear()
+            self._announce(user_id, user)
+
+    async def run(self) -> None:
+        """Mark silent users offline when their timeout passes (in the node's nursery)."""
+        while True:
+            self._changed = trio.Event()
+            deadlines = [
+                max(user.heard.values()) + self._timeout
+                for user in self._users.values()
+                if user.online and user.heard
+            ]
+            with trio.move_on_at(min(deadlines, default=trio.current_time() + 3600)):
+                await self._changed.wait()
+            now = trio.current_time()
+            for user_id, user in self._users.items():
+                silent = not user.heard or max(user.heard.values()) + self._timeout <= now
+                if user.online and silent:
+                    user.online = False
+                    self._announce(user_id, user)
