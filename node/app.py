@@ -8,17 +8,22 @@ task, so nothing outlives it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import trio
 
 from node import api
-from node.config import NodeConfig
+from node.config import ConfigError, NodeConfig
 from node.dispatch import Dispatcher
 from node.hub import Hub
 from node.keys import NodeKey, load_or_create_key
 from node.log import get_log
+from node.ratelimit import RateLimit
+from node.services.accounts import Accounts
+from node.services.signins import SignIns
 from node.storage.db import Database
 from node.transport import open_listeners, serve_websocket_endpoints
+from node.transport.tls import server_tls_context
 from protocol.wire import ENDPOINT_PATHS
 
 __all__ = ["DATABASE_FILE_NAME", "Node", "serve_node"]
@@ -36,6 +41,8 @@ class Node:
     key: NodeKey
     db: Database
     hub: Hub = field(default_factory=Hub)
+    accounts: Accounts = field(kw_only=True)
+    signins: SignIns = field(kw_only=True)
 
     @property
     def server_name(self) -> str:
@@ -49,20 +56,49 @@ async def serve_node(
     """Run a node from ``config`` until cancelled; report the bound port when listening.
 
     Creates the data folder, the signing key and the database on first use. Raises
-    ``KeyFileError`` if the key is unusable and ``ListenError`` if the port cannot be bound,
-    both unwrapped and before reporting started. Logs ``event=listening`` with the real port: the
-    conformance suite reads that line to find a node it started with ``--port 0``.
+    ``KeyFileError`` if the key is unusable, ``TLSError`` if the certificate is,
+    ``ConfigError`` if the database holds users of another server name and ``ListenError``
+    if the port cannot be bound, all unwrapped and before reporting started. Logs
+    ``event=listening`` with the real port: the conformance suite reads that line to find a
+    node it started with ``--port 0``.
     """
     key, created = await trio.to_thread.run_sync(load_or_create_key, config.data_dir)
     if created:
         log.info("key_created", key_id=key.key_id, public_key=key.public_key)
-    db = await Database.open(config.data_dir / DATABASE_FILE_NAME)
+    ssl_context = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        ssl_context = server_tls_context(config.tls_cert, config.tls_key)
+    db = await Database.open(
+        config.data_dir / DATABASE_FILE_NAME, synchronous=config.storage_synchronous
+    )
     try:
-        node = Node(config, key, db)
-        dispatcher = Dispatcher(api.handlers(node))
+        hub = Hub()
+        accounts = Accounts(db, config.server_name, password_cost=config.password_cost)
+        stranger = await accounts.check_server_name()
+        if stranger is not None:
+            raise ConfigError(
+                f"server_name: the database holds {stranger}, of another server than"
+                f" {config.server_name!r}; a node keeps the name it made its users with"
+            )
+        signins = SignIns(hub, max_connections_per_user=config.max_connections_per_user)
+        node = Node(config, key, db, hub, accounts=accounts, signins=signins)
+        dispatcher = Dispatcher(
+            api.handlers(node),
+            rate_limit=RateLimit(config.requests_per_second, config.request_burst),
+        )
         listeners = await open_listeners(config.host, config.port)
         async with trio.open_nursery() as nursery:
-            address = await nursery.start(serve_websocket_endpoints, dispatcher, listeners)
+            await nursery.start(signins.watch, accounts, config.session_check_interval_s)
+            nursery.start_soon(accounts.passwords.warm_up)
+            address = await nursery.start(
+                partial(
+                    serve_websocket_endpoints,
+                    ssl_context=ssl_context,
+                    max_connections=config.max_connections,
+                ),
+                dispatcher,
+                listeners,
+            )
             log.info(
                 "listening",
                 url=address.url,

@@ -1,9 +1,12 @@
-"""The ``kith`` command: ``kith init`` prepares a data folder, ``kith serve`` runs a node.
+"""The ``kith`` command: ``kith init`` prepares a data folder, ``kith serve`` runs a node,
+``kith user ...`` manages accounts (``node.cli_users``).
 
 ``serve`` is the default job: ``kith`` alone serves with the built-in defaults, and
 ``kith --port 8000`` means ``kith serve --port 8000``. Every setting has a default, so no
-configuration file is needed. Errors a user can fix (a corrupt key file, a port in use)
-end in one ``Error: ...`` line and exit code 1, never a traceback.
+configuration file is needed; ``<data folder>/kith.toml`` changes any of them
+(``kith.example.toml`` documents each), and ``serve``'s options override the file. Errors a
+user can fix (a corrupt key file, a port in use, a bad setting) end in one ``Error: ...``
+line and exit code 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -16,10 +19,20 @@ import trio
 
 import protocol
 from node.app import serve_node
-from node.config import DEFAULT_DATA_DIR, DEFAULT_HOST, DEFAULT_PORT, NodeConfig
+from node.cli_users import user
+from node.config import (
+    CONFIG_FILE_NAME,
+    DEFAULT_DATA_DIR,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    ConfigError,
+    NodeConfig,
+    load_config,
+)
 from node.keys import KEY_FILE_NAME, KeyFileError, NodeKey, load_or_create_key
 from node.log import LEVELS, configure_logging, get_log
 from node.transport import ListenError
+from node.transport.tls import TLSError
 
 __all__ = ["cli", "main"]
 
@@ -45,7 +58,10 @@ def _data_option() -> click.Option:
         type=click.Path(file_okay=False, path_type=Path),
         default=DEFAULT_DATA_DIR,
         show_default=True,
-        help=f"Data folder: holds the node's signing key ({KEY_FILE_NAME}).",
+        help=(
+            f"Data folder: holds the node's signing key ({KEY_FILE_NAME}), its database and"
+            f" its optional settings file ({CONFIG_FILE_NAME})."
+        ),
     )
 
 
@@ -80,45 +96,70 @@ def init(data_dir: Path) -> None:
     click.echo(f"public key: {key.public_key}")
 
 
+_StartError = KeyFileError | ListenError | TLSError | ConfigError
+
+
 @cli.command(params=[_data_option()])
 @click.option(
     "--host",
-    default=DEFAULT_HOST,
-    show_default=True,
+    default=None,
+    show_default=f"{DEFAULT_HOST}, or [listen] host",
     help="Address to listen on; 0.0.0.0 or :: to accept connections from other machines.",
 )
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
+    default=None,
+    show_default=f"{DEFAULT_PORT}, or [listen] port",
     help="TCP port to listen on; 0 picks a free one (see the event=listening log line).",
+)
+@click.option(
+    "--server-name",
+    default=None,
+    show_default="localhost, or [server] name",
+    help="The node's name: user ids are @name:<server name>. Keep it once users exist.",
 )
 @click.option(
     "--log-level",
     type=click.Choice(list(LEVELS)),
-    default="info",
-    show_default=True,
+    default=None,
+    show_default="info, or [log] level",
     help="Lowest level of the logfmt lines written to stderr.",
 )
-def serve(data_dir: Path, host: str, port: int, log_level: str) -> None:
+def serve(
+    data_dir: Path,
+    host: str | None,
+    port: int | None,
+    server_name: str | None,
+    log_level: str | None,
+) -> None:
     """Serve a node: WebSocket endpoints /client and /federation.
 
-    Creates the data folder and the signing key on first use, like `kith init`. Logs one
-    logfmt line per event on stderr. Ctrl-C or SIGTERM stops it cleanly (exit code 0).
+    Settings come from the data folder's kith.toml when there is one (see
+    kith.example.toml); the options above override it. Creates the data folder and the
+    signing key on first use, like `kith init`. Logs one logfmt line per event on stderr.
+    Ctrl-C or SIGTERM stops it cleanly (exit code 0).
     """
-    configure_logging(log_level)
+    try:
+        config = load_config(
+            data_dir, host=host, port=port, server_name=server_name, log_level=log_level
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    configure_logging(config.log_level)
     key, created = _open_data_dir(data_dir)
     if created:
         log.info("key_created", key_id=key.key_id, public_key=key.public_key)
-    config = NodeConfig(host=host, port=port, data_dir=data_dir)
     failure = trio.run(_serve_until_signalled, config)
     if failure is not None:
         raise click.ClickException(str(failure))
     log.info("stopped")
 
 
-async def _serve_until_signalled(config: NodeConfig) -> KeyFileError | ListenError | None:
+cli.add_command(user)
+
+
+async def _serve_until_signalled(config: NodeConfig) -> _StartError | None:
     """Serve until SIGINT or SIGTERM arrives, then stop every task of the node.
 
     Returns the error that kept the node from starting, if any, for a one-line message.
@@ -129,7 +170,7 @@ async def _serve_until_signalled(config: NodeConfig) -> KeyFileError | ListenErr
         async with trio.open_nursery() as nursery:
             try:
                 await nursery.start(serve_node, config)
-            except (KeyFileError, ListenError) as exc:
+            except (KeyFileError, ListenError, TLSError, ConfigError) as exc:
                 return exc
             async for signum in signals:
                 log.info("stopping", signal=signal.Signals(signum).name)

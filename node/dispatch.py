@@ -11,15 +11,19 @@ handlers and turns whatever happens into exactly one answer with the request's `
 Handlers are thin (parse, call a service, encode — see ``node.api``) and get the
 connection's :class:`~node.session.Session`: which socket the request came in on, who is at
 the other end, and which device the connection is bound to. On ``/client`` only the ops of
-``REQUESTS_BEFORE_AUTH`` are answered before the connection is bound (spec/client.md §1).
+``REQUESTS_BEFORE_AUTH`` are answered before the connection is bound (spec/client.md §1),
+and with a :class:`~node.ratelimit.RateLimit` every ``/client`` request first takes a token
+from its connection's bucket: an empty bucket answers ``rate_limited`` and runs nothing (§7).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
+from weakref import WeakKeyDictionary
 
 from node.log import get_log
+from node.ratelimit import RateLimit, TokenBucket
 from node.session import Session
 from protocol import (
     OPS,
@@ -51,13 +55,18 @@ def _error(request_id: RequestId, code: ErrorCode, message: str) -> bytes:
 class Dispatcher:
     """Answers requests by op, from a fixed table of handlers."""
 
-    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+    def __init__(
+        self, handlers: Mapping[str, Handler], *, rate_limit: RateLimit | None = None
+    ) -> None:
         for op in handlers:
             spec = OPS.get(op)
             if spec is None or spec.kind is not OpKind.REQUEST:
                 # A handler the wire can never reach is a wiring mistake: fail at start-up.
                 raise ValueError(f"{op!r} is not a request op of the protocol (protocol.OPS)")
         self._handlers = MappingProxyType(dict(handlers))
+        self._rate_limit = rate_limit
+        # One bucket per client connection, gone with its session.
+        self._buckets: WeakKeyDictionary[Session, TokenBucket] = WeakKeyDictionary()
 
     @property
     def ops(self) -> frozenset[str]:
@@ -70,6 +79,9 @@ class Dispatcher:
         Cancellation propagates; every other failure of the handler becomes an error frame.
         """
         peer = session.peer
+        if self._rate_limited(session):
+            log.debug("rate_limited", op=request.op, conn=peer.connection_id)
+            return _error(request.id, ErrorCode.RATE_LIMITED, "too many requests: slow down")
         if (
             peer.endpoint is Endpoint.CLIENT
             and not session.bound
@@ -100,3 +112,12 @@ class Dispatcher:
                 endpoint=peer.endpoint,
             )
             return _error(request.id, ErrorCode.INTERNAL_ERROR, "the node failed to answer")
+
+    def _rate_limited(self, session: Session) -> bool:
+        """Take a token for one request on ``/client``; True when there was none left."""
+        if self._rate_limit is None or session.peer.endpoint is not Endpoint.CLIENT:
+            return False
+        bucket = self._buckets.get(session)
+        if bucket is None:
+            bucket = self._buckets[session] = self._rate_limit.bucket()
+        return not bucket.take()

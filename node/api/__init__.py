@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from node.api import system
+from node.api import accounts, system
 from node.dispatch import Handler
 
 if TYPE_CHECKING:
@@ -21,4 +21,5 @@ def handlers(node: Node) -> dict[str, Handler]:
     """Every op ``node`` answers, on both sockets, mapped to its handler."""
     return {
         "ping": system.ping,
+        **accounts.handlers(node),
     }

@@ -17,12 +17,18 @@ answers it in order (spec/wire.md §3-§4):
 
 Requests are handled one after another, so answers leave in the order requests came in and
 a peer that floods the socket is slowed down by its own unanswered requests.
+
+With an ``ssl.SSLContext`` the same endpoints are served over TLS (``wss://``) only. With
+``max_connections``, a connection accepted while the node already serves that many (both
+endpoints together) is told ``too_many_connections`` in an error frame with a null ``id``
+and closed with 1008 (spec/client.md §7).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
@@ -93,12 +99,13 @@ class BoundAddress:
 
     host: str
     port: int
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        """``ws://host:port`` (IPv6 hosts in brackets)."""
+        """``ws://host:port``, or ``wss://`` with TLS (IPv6 hosts in brackets)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"ws://{host}:{self.port}"
+        return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
 
 def _describe(endpoint: trio_websocket.Endpoint | str) -> str:
@@ -126,9 +133,12 @@ def _close_reason(text: str) -> str:
 class WebSocketEndpoints:
     """Accepts handshakes for the two endpoints and runs one reader loop per connection."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, *, max_connections: int | None = None) -> None:
         self._dispatcher = dispatcher
         self._connection_ids = itertools.count(1)
+        self._max_connections = max_connections
+        self.open_connections = 0
+        """Accepted connections being served now (the count ``max_connections`` limits)."""
 
     async def handle_handshake(self, request: WebSocketRequest) -> None:
         """Accept or refuse one opening handshake; serve the connection when accepted."""
@@ -136,8 +146,34 @@ class WebSocketEndpoints:
             accepted = await self._accept(request)
         except ConnectionClosed:
             return  # the peer left in the middle of its handshake
-        if accepted is not None:
-            await self.serve_connection(*accepted)
+        if accepted is None:
+            return
+        ws, peer = accepted
+        if self._max_connections is not None and self.open_connections >= self._max_connections:
+            await self._refuse_over_limit(ws, peer)
+            return
+        self.open_connections += 1
+        try:
+            await self.serve_connection(ws, peer)
+        finally:
+            self.open_connections -= 1
+
+    async def _refuse_over_limit(self, ws: WebSocketConnection, peer: Peer) -> None:
+        log.info(
+            "too_many_connections",
+            scope="node",
+            limit=self._max_connections,
+            conn=peer.connection_id,
+            remote=peer.remote,
+        )
+        refusal = ErrorResponse(
+            None,
+            ErrorCode.TOO_MANY_CONNECTIONS.value,
+            "this node serves as many connections as it allows",
+        )
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send_message(encode_frame(refusal).decode())
+        await self._close(ws, CloseCode.POLICY_VIOLATION, "too many connections")
 
     async def _accept(self, request: WebSocketRequest) -> tuple[WebSocketConnection, Peer] | None:
         path = request.path.partition("?")[0]
@@ -282,26 +318,35 @@ async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
     return listeners
 
 
-def _bound_address(listener: trio.SocketListener) -> BoundAddress:
+def _bound_address(listener: trio.SocketListener, *, tls: bool) -> BoundAddress:
     name = listener.socket.getsockname()
-    return BoundAddress(str(name[0]), int(name[1]))
+    return BoundAddress(str(name[0]), int(name[1]), tls=tls)
 
 
 async def serve_websocket_endpoints(
     dispatcher: Dispatcher,
     listeners: list[trio.SocketListener],
     *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_connections: int | None = None,
     task_status: trio.TaskStatus[BoundAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve both endpoints on ``listeners`` (from :func:`open_listeners`) until cancelled.
 
     Started with ``await nursery.start(...)``, it returns the bound address of the first
     listener once connections are accepted. It owns the listeners and closes them on exit.
+    With ``ssl_context`` every connection starts with a TLS handshake (``wss://``); the
+    WebSocket handshake timeout covers it.
     """
-    endpoints = WebSocketEndpoints(dispatcher)
+    endpoints = WebSocketEndpoints(dispatcher, max_connections=max_connections)
+    served: list[trio.SocketListener] | list[trio.SSLListener[trio.SocketStream]] = listeners
+    if ssl_context is not None:
+        served = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners
+        ]
     server = WebSocketServer(
         endpoints.handle_handshake,
-        listeners,
+        served,
         max_message_size=MAX_MESSAGE_CHARS,
         connect_timeout=HANDSHAKE_TIMEOUT,
         disconnect_timeout=CLOSE_TIMEOUT,
@@ -309,7 +354,7 @@ async def serve_websocket_endpoints(
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.run)
-            task_status.started(_bound_address(listeners[0]))
+            task_status.started(_bound_address(listeners[0], tls=ssl_context is not None))
     finally:
         with trio.CancelScope(shield=True):
             for listener in listeners:
