@@ -21,6 +21,7 @@ from node.log import get_log
 from node.ratelimit import RateLimit
 from node.services.accounts import Accounts
 from node.services.signins import SignIns
+from node.services.wiring import Services
 from node.storage.db import Database
 from node.transport import open_listeners, serve_websocket_endpoints
 from node.transport.tls import server_tls_context
@@ -43,6 +44,7 @@ class Node:
     hub: Hub = field(default_factory=Hub)
     accounts: Accounts = field(kw_only=True)
     signins: SignIns = field(kw_only=True)
+    services: Services = field(kw_only=True)
 
     @property
     def server_name(self) -> str:
@@ -81,15 +83,18 @@ async def serve_node(
                 f" {config.server_name!r}; a node keeps the name it made its users with"
             )
         signins = SignIns(hub, max_connections_per_user=config.max_connections_per_user)
-        node = Node(config, key, db, hub, accounts=accounts, signins=signins)
+        services = await Services.start(config, key, db, hub)
+        node = Node(config, key, db, hub, accounts=accounts, signins=signins, services=services)
         dispatcher = Dispatcher(
             api.handlers(node),
             rate_limit=RateLimit(config.requests_per_second, config.request_burst),
+            on_request=services.presence.request_seen,
         )
         listeners = await open_listeners(config.host, config.port)
         async with trio.open_nursery() as nursery:
             await nursery.start(signins.watch, accounts, config.session_check_interval_s)
             nursery.start_soon(accounts.passwords.warm_up)
+            services.run(nursery)
             address = await nursery.start(
                 partial(
                     serve_websocket_endpoints,

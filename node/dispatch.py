@@ -56,7 +56,11 @@ class Dispatcher:
     """Answers requests by op, from a fixed table of handlers."""
 
     def __init__(
-        self, handlers: Mapping[str, Handler], *, rate_limit: RateLimit | None = None
+        self,
+        handlers: Mapping[str, Handler],
+        *,
+        rate_limit: RateLimit | None = None,
+        on_request: Callable[[Session], None] | None = None,
     ) -> None:
         for op in handlers:
             spec = OPS.get(op)
@@ -65,6 +69,8 @@ class Dispatcher:
                 raise ValueError(f"{op!r} is not a request op of the protocol (protocol.OPS)")
         self._handlers = MappingProxyType(dict(handlers))
         self._rate_limit = rate_limit
+        self._on_request = on_request
+        """Told of every request of a bound session (presence's last activity)."""
         # One bucket per client connection, gone with its session.
         self._buckets: WeakKeyDictionary[Session, TokenBucket] = WeakKeyDictionary()
 
@@ -88,6 +94,8 @@ class Dispatcher:
             and request.op not in REQUESTS_BEFORE_AUTH
         ):
             return _error(request.id, ErrorCode.NOT_AUTHENTICATED, "log in or authenticate first")
+        if session.bound and self._on_request is not None:
+            self._on_request(session)
         handler = self._handlers.get(request.op)
         if handler is None:
             # decode_frame accepted the op, so the protocol defines it; this node doesn't.

@@ -24,6 +24,8 @@ class Hub:
         """Called with a user id when their first session joins."""
         self.on_user_disconnected: list[Callable[[str], None]] = []
         """Called with a user id when their last session leaves."""
+        self.on_attach: list[Callable[[Session], None]] = []
+        """Called with every session that joins (after the user callbacks)."""
 
     def attach(self, session: Session) -> None:
         """Add a bound session; it leaves the hub by itself when its connection ends."""
@@ -37,6 +39,8 @@ class Hub:
         if first:
             for callback in self.on_user_connected:
                 callback(user_id)
+        for attached in self.on_attach:
+            attached(session)
 
     def detach(self, session: Session) -> None:
         """Remove a session (before unbinding it, or once its connection ended)."""

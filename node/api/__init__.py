@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from node.api import accounts, system
+from node.api import accounts, messages, presence, rooms, sync, system
 from node.dispatch import Handler
 
 if TYPE_CHECKING:
@@ -22,4 +22,14 @@ def handlers(node: Node) -> dict[str, Handler]:
     return {
         "ping": system.ping,
         **accounts.handlers(node),
+        **rooms.room_handlers(node.services.rooms, node.services.memberships, node.db),
+        **messages.message_handlers(
+            node.services.rooms,
+            node.services.receipts,
+            node.services.typing,
+            node.services.to_device,
+            node.db,
+        ),
+        **sync.sync_handlers(node.services.stream),
+        **presence.presence_handlers(node.services.presence),
     }

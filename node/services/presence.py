@@ -76,9 +76,9 @@ class Presence:
             user.online = True
             self._announce(user_id, user)
 
-    def active(self, user_id: str) -> None:
-        """The user made a request: note the time (never announced by itself)."""
-        user = self._users.get(user_id)
+    def request_seen(self, session: Session) -> None:
+        """A bound device made a request: note the time (never announced by itself)."""
+        user = self._users.get(session.user_id) if session.user_id is not None else None
         if user is not None:
             user.last_active_ts = self._clock_ms()
 

@@ -115,7 +115,7 @@ class RoomService:
         )
         for user_id, room_id, position, membership in changes:
             self._memberships.record(user_id, room_id, position, membership)
-        log.info("rooms_loaded", rooms=len(self.rooms), events=len(rows))
+        log.debug("rooms_loaded", rooms=len(self.rooms), events=len(rows))
 
     # --- reading ------------------------------------------------------------------------
 

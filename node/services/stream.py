@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,6 +131,8 @@ class Stream:
         """The last position whose write committed: everything up to it is readable."""
         self._syncing: dict[Session, _Syncing] = {}
         self._nursery: trio.Nursery | None = None
+        self.on_live: list[Callable[[Session], None]] = []
+        """Called with a session each time its catch-up is done and it streams live."""
 
     async def load(self) -> None:
         """Continue the positions where the database stops."""
@@ -260,6 +262,8 @@ class Stream:
         buffered, syncing.buffer = syncing.buffer, []
         for item in buffered:
             self._push_live(syncing, item)
+        for callback in self.on_live:
+            callback(syncing.session)
 
     def _row_payload(self, syncing: _Syncing, row: tuple[Any, ...]) -> JsonObject | None:
         """A stored row as the device receives it, or None if the user may not see it."""

@@ -108,7 +108,9 @@ def _devices_of(conn: sqlite3.Connection, users: list[str]) -> dict[str, list[st
     """Each known user's device ids (users absent from the result do not exist)."""
     found: dict[str, list[str]] = {}
     for user_id in users:
-        exists = conn.execute("SELECT 1 FROM users WHERE user_id = ?", (user_id,)).fetchone()
+        exists = conn.execute(
+            "SELECT 1 FROM users WHERE user_id = ? AND deactivated = 0", (user_id,)
+        ).fetchone()
         if exists is None:
             continue
         found[user_id] = [

@@ -123,6 +123,13 @@ def _v1(db: sqlite_utils.Database) -> None:
         not_null={"user_id", "device_id", "sender", "sender_device", "type", "content"},
     )
     db.table("to_device").create_index(["user_id", "device_id", "position"])
+    # A deleted device — by logout, revocation or the `kith user` command — takes what was
+    # waiting for it and its transaction ids along.
+    db.execute(
+        "CREATE TRIGGER devices_deleted AFTER DELETE ON devices BEGIN "
+        "DELETE FROM to_device WHERE user_id = old.user_id AND device_id = old.device_id; "
+        "DELETE FROM txns WHERE user_id = old.user_id AND device_id = old.device_id; END"
+    )
 
 
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
