@@ -16,6 +16,7 @@ from node.services.to_device import ToDevice
 from node.session import Session
 from node.storage.db import Database
 from protocol import ErrorCode, EventType, JsonObject, RemoteProtocolError
+from protocol.rooms import PowerLevels, RejectReason
 from protocol.rooms.schemas import STATE_TYPES
 
 __all__ = ["message_handlers"]
@@ -59,6 +60,13 @@ def message_handlers(
         room = rooms.room(params["room_id"])
         if params["event_id"] not in room:
             raise RemoteProtocolError(ErrorCode.NOT_FOUND, "no such event in the room")
+        power = PowerLevels(room.state_view())
+        own = room.event(params["event_id"])["sender"] == user_id
+        if not own and power.level(user_id) < power.threshold("redact"):
+            # The redaction would be allowed but take no effect (rooms.md §5 "Redactions").
+            raise RemoteProtocolError(
+                RejectReason.INSUFFICIENT_POWER, "redacting others' events needs the redact level"
+            )
         content: JsonObject = {"redacts": params["event_id"]}
         if params.get("reason"):
             content["reason"] = params["reason"]
@@ -83,7 +91,7 @@ def message_handlers(
         rows = await db.read(lambda conn: _page(conn, room.room_id, bound, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
-        events = [_client_form(row, user_id, device_id) for row in reversed(rows)]
+        events = [_client_form(row, room.room_id, user_id, device_id) for row in reversed(rows)]
         return {"events": events, "before": events[0]["event_id"] if more and events else None}
 
     async def set_typing(session: Session, params: JsonObject) -> JsonObject:
@@ -132,8 +140,10 @@ def _page(
     ).fetchall()
 
 
-def _client_form(row: tuple[Any, ...], user_id: str, device_id: str) -> JsonObject:
+def _client_form(row: tuple[Any, ...], room_id: str, user_id: str, device_id: str) -> JsonObject:
     event_id, text, redacted_by, sender_device, txn_id = row
     event = json.loads(text)
     own = event["sender"] == user_id and sender_device == device_id
-    return client_event(event_id, event, redacted_by=redacted_by, txn_id=txn_id if own else None)
+    return client_event(
+        event_id, event, room_id, redacted_by=redacted_by, txn_id=txn_id if own else None
+    )

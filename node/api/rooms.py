@@ -12,8 +12,8 @@ from node.services.memberships import Memberships
 from node.services.rooms import RoomService
 from node.session import Session
 from node.storage.db import Database
-from protocol import ErrorCode, EventType, JsonObject, RemoteProtocolError
-from protocol.rooms import CREATOR_LEVEL, PowerLevels, Room
+from protocol import MAX_SAFE_INTEGER, ErrorCode, EventType, JsonObject, RemoteProtocolError
+from protocol.rooms import PowerLevels, Room
 
 __all__ = ["room_handlers"]
 
@@ -130,7 +130,8 @@ def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) ->
                     "user_id": member,
                     "membership": "leave" if value == "unban" else value,
                     "display_name": content.get("displayname"),
-                    "level": min(power.level(member), CREATOR_LEVEL),
+                    "level": min(power.level(member), MAX_SAFE_INTEGER),
+                    "creator": member == power.creator,
                 }
             )
         return {"members": listed}

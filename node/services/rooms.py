@@ -331,7 +331,7 @@ class RoomService:
             else:
                 staged.verdicts.append((1, None, changed))
             changed_event = room.event(changed)
-            form = client_event(changed, changed_event)
+            form = client_event(changed, changed_event, room.room_id)
             payload = {
                 "position": position,
                 "kind": "event",

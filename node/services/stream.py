@@ -61,13 +61,21 @@ class Item:
 
 
 def client_event(
-    event_id: str, event: JsonObject, *, redacted_by: str | None = None, txn_id: str | None = None
+    event_id: str,
+    event: JsonObject,
+    room_id: str,
+    *,
+    redacted_by: str | None = None,
+    txn_id: str | None = None,
 ) -> JsonObject:
-    """An event in client form (client.md §5): what devices see of a federation event."""
+    """An event in client form (client.md §5): what devices see of a federation event.
+
+    ``room_id`` is given because a create event has none of its own (events.md §2).
+    """
     source = redact_event(event) if redacted_by else event
     form: JsonObject = {
         "event_id": event_id,
-        "room_id": event["room_id"],
+        "room_id": room_id,
         "type": event["type"],
         "sender": event["sender"],
         "content": source["content"],
@@ -287,7 +295,7 @@ class Stream:
             event = json.loads(event_json)
             own = (event["sender"], sender_device) == (syncing.user_id, syncing.device_id)
             form = client_event(
-                event_id, event, redacted_by=redacted_by, txn_id=txn_id if own else None
+                event_id, event, room_id, redacted_by=redacted_by, txn_id=txn_id if own else None
             )
             return {"position": position, "kind": kind, "room_id": room_id, "event": form}
         return {"position": position, "kind": kind, "room_id": room_id, **json.loads(data)}

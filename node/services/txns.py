@@ -41,13 +41,12 @@ class Transactions:
         while key in self._running:
             await self._running[key].wait()
         known = self._recent.get(key)
-        if known is None:
-            known = await self._db.read(lambda conn: _lookup(conn, key))
         if known is not None:
             return known
         done = self._running[key] = trio.Event()
         try:
-            result = await run()
+            stored = await self._db.read(lambda conn: _lookup(conn, key))
+            result = stored if stored is not None else await run()
         finally:
             del self._running[key]
             done.set()

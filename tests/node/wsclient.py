@@ -50,8 +50,8 @@ async def receive(ws: WebSocketConnection) -> dict[str, Any]:
 
 
 async def send(ws: WebSocketConnection, frame: dict[str, Any]) -> None:
-    """Send ``frame`` as JSON text."""
-    await ws.send_message(json.dumps(frame))
+    """Send ``frame`` as JSON text, UTF-8 unescaped as a client should (spec/client.md §4)."""
+    await ws.send_message(json.dumps(frame, ensure_ascii=False))
 
 
 async def call(ws: WebSocketConnection, frame: dict[str, Any]) -> dict[str, Any]:
