@@ -38,6 +38,12 @@ def pytest_addoption(parser: Any) -> None:
         help="module:attribute of the implementation adapter the algorithm tests check",
     )
     group.addoption(
+        "--registration-token",
+        default=None,
+        help="registration token of the node given by --node-url (its registration mode "
+        "must be 'token'); the client protocol tests register their users with it",
+    )
+    group.addoption(
         "--node-url",
         default=None,
         help="ws:// or wss:// base URL of a running node to check; default: start one",

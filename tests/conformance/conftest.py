@@ -53,6 +53,18 @@ def _pump_lines(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
+_TOKEN = "conformance-" + "x" * 32
+
+
+@pytest.fixture(scope="session")
+def registration_token(request: pytest.FixtureRequest) -> str:
+    """The token that registers users on the node under test."""
+    given = request.config.getoption("--registration-token")
+    if request.config.getoption("--node-url") and not given:
+        pytest.skip("checking a running node's client protocol needs --registration-token")
+    return str(given) if given else _TOKEN
+
+
 @pytest.fixture(scope="session")
 def node_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -63,6 +75,11 @@ def node_url(
         yield str(given).rstrip("/")
         return
     data = tmp_path_factory.mktemp("conformance-node")
+    # Token registration, so the client tests can make users; cheap hashes, for speed.
+    (data / "kith.toml").write_text(
+        f'[registration]\nmode = "token"\ntoken = "{_TOKEN}"\n[passwords]\ncost = "min"\n',
+        encoding="utf-8",
+    )
     command = [*_kith_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data)]
     lines: queue.Queue[str | None] = queue.Queue()
     with subprocess.Popen(

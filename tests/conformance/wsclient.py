@@ -119,11 +119,13 @@ class WebSocket:
         return None
 
     async def aclose(self) -> None:
-        """Close politely if still open, then drop the TCP stream."""
-        if self.closed is None:
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                await self._stream.send_all(self._ws.send(CloseConnection(code=1000)))
-        await self._stream.aclose()
+        """Close politely if still open, then drop the TCP stream — even when cancelled."""
+        try:
+            if self.closed is None:
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self._stream.send_all(self._ws.send(CloseConnection(code=1000)))
+        finally:
+            await trio.aclose_forcefully(self._stream)
 
     async def __aenter__(self) -> WebSocket:
         return self

@@ -1,0 +1,57 @@
+"""``kith conformance``: check a node against the spec with the conformance suite.
+
+Runs ``tests/conformance`` of this source tree against a node URL (``--registration-token``
+lets the client protocol tests make users) and writes one JSON line per test. The suite
+needs the test dependencies (``make test`` installs them).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["conformance"]
+
+SUITE = Path(__file__).resolve().parents[1] / "tests" / "conformance"
+
+
+@click.command()
+@click.argument("url")
+@click.option("--registration-token", help="The node's registration token (mode 'token').")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("conformance.jsonl"),
+    show_default=True,
+    help="Where to write the results, one JSON line per test.",
+)
+def conformance(url: str, registration_token: str | None, output: Path) -> None:
+    """Check the node at URL (ws://host:port) against spec/ and spec/vectors.
+
+    Exit code 0 when every test passed, 1 otherwise.
+    """
+    if not SUITE.is_dir():
+        raise click.ClickException("the conformance suite ships with Kith's source tree")
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE),
+        "-q",
+        "-p",
+        "tests.conformance.jsonl",
+        "--jsonl",
+        str(output),
+        "--node-url",
+        url,
+        "-o",
+        "addopts=",
+    ]
+    if registration_token:
+        command += ["--registration-token", registration_token]
+    code = subprocess.call(command, cwd=SUITE.parents[1])
+    click.echo(f"results: {output}")
+    sys.exit(0 if code == 0 else 1)
