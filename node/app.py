@@ -23,8 +23,8 @@ from node.services.accounts import Accounts
 from node.services.signins import SignIns
 from node.services.wiring import Services
 from node.storage.db import Database
-from node.transport import open_listeners, serve_websocket_endpoints
 from node.transport.tls import server_tls_context
+from node.transport.websocket import open_listeners, serve_websocket_endpoints
 from protocol.wire import ENDPOINT_PATHS
 
 __all__ = ["DATABASE_FILE_NAME", "Node", "serve_node"]

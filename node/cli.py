@@ -31,8 +31,8 @@ from node.config import (
 )
 from node.keys import KEY_FILE_NAME, KeyFileError, NodeKey, load_or_create_key
 from node.log import LEVELS, configure_logging, get_log
-from node.transport import ListenError
 from node.transport.tls import TLSError
+from node.transport.websocket import ListenError
 
 __all__ = ["cli", "main"]
 

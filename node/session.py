@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from node.transport.frames import text_frame
 from protocol import Endpoint, Role
 from protocol.wire import CloseCode
 
@@ -61,7 +62,7 @@ class Session:
     """Called once, in order, when the connection is gone (services forget the session)."""
     too_slow: bool = False
     """Set when a push found the outbox full: the transport closes the connection."""
-    _outbox: trio.MemorySendChannel[str] | None = None
+    _outbox: trio.MemorySendChannel[bytes] | None = None
 
     @property
     def bound(self) -> bool:
@@ -89,9 +90,13 @@ class Session:
         for callback in callbacks:
             callback(self)
 
-    def open_outbox(self) -> trio.MemoryReceiveChannel[str]:
-        """Route every frame through an outbox; the transport pumps the returned end."""
-        send, receive = trio.open_memory_channel[str](OUTBOX_FRAMES)
+    def open_outbox(self) -> trio.MemoryReceiveChannel[bytes]:
+        """Route every frame through an outbox; the transport pumps the returned end.
+
+        The outbox holds complete WebSocket frames (``node.transport.frames``), so a frame
+        shared by many sessions is framed once.
+        """
+        send, receive = trio.open_memory_channel[bytes](OUTBOX_FRAMES)
         self._outbox = send
         return receive
 
@@ -107,7 +112,7 @@ class Session:
             await self._send_now(frame)
             return
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._outbox.send(frame.decode())
+            await self._outbox.send(text_frame(frame))
 
     async def push(self, frame: bytes) -> None:
         """Queue a notice without waiting; a full outbox marks the session too slow."""
@@ -119,12 +124,16 @@ class Session:
 
     def push_nowait(self, frame: bytes) -> None:
         """:meth:`push` for callers that cannot wait (live fan-out); needs an outbox."""
+        self.push_framed_nowait(text_frame(frame))
+
+    def push_framed_nowait(self, framed: bytes) -> None:
+        """Queue an already framed notice (one framing shared by many sessions)."""
         if self.closed.is_set() or self.too_slow:
             return
         if self._outbox is None:
             raise RuntimeError("this session has no outbox to queue into")
         try:
-            self._outbox.send_nowait(frame.decode())
+            self._outbox.send_nowait(framed)
         except trio.WouldBlock:
             self.too_slow = True
             self._outbox.close()

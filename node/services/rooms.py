@@ -81,6 +81,7 @@ class RoomService:
         db: Database,
         stream: Stream,
         memberships: Memberships,
+        txns: Transactions,
         clock_ms: Callable[[], int] = _now_ms,
     ) -> None:
         self.server_name = server_name
@@ -90,7 +91,7 @@ class RoomService:
         self._memberships = memberships
         self._clock_ms = clock_ms
         self.rooms: dict[str, Room] = {}
-        self._txns = Transactions(db)
+        self._txns = txns
 
     # --- start --------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from node.log import get_log
 from node.services.memberships import Memberships
 from node.session import Session
 from node.storage.db import Database
+from node.transport.frames import text_frame
 from protocol import JsonObject, Notice, encode_frame, redact_event
 
 __all__ = ["Item", "Stream", "SyncLimits", "client_event"]
@@ -160,15 +161,26 @@ class Stream:
     def publish(self, items: Iterable[Item], upto: int) -> None:
         """Deliver committed items to every session that may see them (sync, in order).
 
-        ``upto`` is the last position the committed write allocated (items or not).
+        ``upto`` is the last position the committed write allocated (items or not). An item
+        is encoded and framed once for all its recipients; only the sending device, which
+        also sees its transaction id, gets a frame of its own.
         """
         self.published = max(self.published, upto)
         for item in items:
+            shared: bytes | None = None
             for syncing in self._recipients(item):
-                if syncing.live:
-                    self._push_live(syncing, item)
-                else:
+                if not syncing.live:
                     syncing.buffer.append(item)
+                    continue
+                if item.position <= syncing.sent:
+                    continue
+                syncing.sent = item.position
+                if self._sent_by(syncing, item):
+                    syncing.session.push_nowait(self._frame(syncing, item))
+                    continue
+                if shared is None:
+                    shared = text_frame(_batch([item.payload], item.position, caught_up=True))
+                syncing.session.push_framed_nowait(shared)
 
     def _recipients(self, item: Item) -> list[_Syncing]:
         if item.device is not None:
@@ -185,15 +197,21 @@ class Stream:
             ]
         return [self._syncing[s] for s in sessions if s in self._syncing]
 
+    @staticmethod
+    def _sent_by(syncing: _Syncing, item: Item) -> bool:
+        sent_by = item.sent_by
+        return sent_by is not None and sent_by[:2] == (syncing.user_id, syncing.device_id)
+
+    def _frame(self, syncing: _Syncing, item: Item) -> bytes:
+        payload = _with_txn(item) if self._sent_by(syncing, item) else item.payload
+        return _batch([payload], item.position, caught_up=True)
+
     def _push_live(self, syncing: _Syncing, item: Item) -> None:
+        """One buffered item, once its session went live."""
         if item.position <= syncing.sent:
             return
-        payload = item.payload
-        sent_by = item.sent_by
-        if sent_by is not None and sent_by[:2] == (syncing.user_id, syncing.device_id):
-            payload = _with_txn(item)
         syncing.sent = item.position
-        syncing.session.push_nowait(_batch([payload], item.position, caught_up=True))
+        syncing.session.push_nowait(self._frame(syncing, item))
 
     # --- sync ----------------------------------------------------------------------------
 

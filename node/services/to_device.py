@@ -25,11 +25,17 @@ __all__ = ["ToDevice"]
 class ToDevice:
     """Stores and delivers to-device messages between local devices."""
 
-    def __init__(self, db: Database, stream: Stream, is_local: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        stream: Stream,
+        is_local: Callable[[str], bool],
+        txns: Transactions,
+    ) -> None:
         self._db = db
         self._stream = stream
         self._is_local = is_local
-        self._txns = Transactions(db)
+        self._txns = txns
 
     async def send(
         self,

@@ -20,6 +20,7 @@ from node.services.presence import Presence
 from node.services.rooms import RoomService
 from node.services.stream import Stream, SyncLimits
 from node.services.to_device import ToDevice
+from node.services.txns import Transactions
 from node.storage.db import Database
 
 __all__ = ["Services"]
@@ -36,6 +37,7 @@ class Services:
     typing: Typing
     to_device: ToDevice
     presence: Presence
+    txns: Transactions
 
     @classmethod
     async def start(cls, config: NodeConfig, key: NodeKey, db: Database, hub: Hub) -> Services:
@@ -48,8 +50,14 @@ class Services:
         )
         stream = Stream(db, hub, memberships, limits)
         await stream.load()
+        txns = Transactions(db)
         rooms = RoomService(
-            server_name=config.server_name, key=key, db=db, stream=stream, memberships=memberships
+            server_name=config.server_name,
+            key=key,
+            db=db,
+            stream=stream,
+            memberships=memberships,
+            txns=txns,
         )
         await rooms.load()
         presence = Presence(hub, memberships, timeout_s=config.presence_timeout_s)
@@ -61,8 +69,9 @@ class Services:
             rooms=rooms,
             receipts=Receipts(db, stream, rooms),
             typing=Typing(hub, memberships, config.typing_timeout_ms),
-            to_device=ToDevice(db, stream, rooms.is_local),
+            to_device=ToDevice(db, stream, rooms.is_local, txns),
             presence=presence,
+            txns=txns,
         )
 
     def run(self, nursery: trio.Nursery) -> None:
@@ -70,3 +79,4 @@ class Services:
         self.stream.start(nursery)
         nursery.start_soon(self.typing.run)
         nursery.start_soon(self.presence.run)
+        nursery.start_soon(self.txns.run)

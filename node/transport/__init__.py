@@ -1,17 +1,2 @@
-"""Sockets: the WebSocket server both endpoints share, and (later) the fan-out writer."""
-
-from node.transport.websocket import (
-    BoundAddress,
-    ListenError,
-    WebSocketEndpoints,
-    open_listeners,
-    serve_websocket_endpoints,
-)
-
-__all__ = [
-    "BoundAddress",
-    "ListenError",
-    "WebSocketEndpoints",
-    "open_listeners",
-    "serve_websocket_endpoints",
-]
+"""Sockets: the WebSocket server both endpoints share (``websocket``), frames built once
+and shared by every recipient (``frames``), and TLS (``tls``)."""

@@ -1,27 +1,30 @@
 """The node's WebSocket server: ``/client`` and ``/federation`` over one port (spec/wire.md).
 
-Handshake (spec/wire.md §1.1-§1.2): the path picks the endpoint, and with it who the peer is — a
+Built directly on wsproto, because the node's hot path is writing: a stream item published
+to a room is framed once (``node.transport.frames``) and the same bytes go to every member's
+socket, and each connection's pump writes everything waiting in its outbox with one
+``send_all``. Reading goes through wsproto event by event.
+
+Handshake (spec/wire.md §1): the path picks the endpoint, and with it who the peer is — a
 user's device on ``/client``, another node on ``/federation``; any other path is refused
-with HTTP 404. A client that offers subprotocols must offer ``kith.v1`` (else HTTP 400);
-one that offers none is accepted without a subprotocol.
+with HTTP 404. A client that offers subprotocols must offer ``kith.v1`` (else HTTP 400); one
+that offers none is accepted without a subprotocol. With ``max_connections``, a connection
+accepted while the node already serves that many is told ``too_many_connections`` (error
+frame, null ``id``) and closed with 1008 (spec/client.md §7). With an ``ssl.SSLContext``
+the same endpoints are served over TLS only (``wss://``).
 
 Each connection then has one reader loop, which decodes every text message as a frame and
 answers it in order (spec/wire.md §3-§4):
 
 * a request → the dispatcher's result or error frame, with the request's ``id``;
-* an undecodable message → the error frame ``decode_frame`` asks for; when the message
-  could not be parsed at all, the socket is then closed with its close code (1007, 1009);
+* an undecodable message → the error frame ``decode_frame`` asks for; when the message could
+  not be parsed at all, the connection is then closed with its close code (1007, 1009);
 * a result nobody asked for → ``bad_frame`` with its ``id``;
 * an error frame → nothing, ever: answering errors with errors lets two nodes ping-pong;
 * a binary message → ``bad_frame``, then close 1003 (frames are text).
 
 Requests are handled one after another, so answers leave in the order requests came in and
 a peer that floods the socket is slowed down by its own unanswered requests.
-
-With an ``ssl.SSLContext`` the same endpoints are served over TLS (``wss://``) only. With
-``max_connections``, a connection accepted while the node already serves that many (both
-endpoints together) is told ``too_many_connections`` in an error frame with a null ``id``
-and closed with 1008 (spec/client.md §7).
 """
 
 from __future__ import annotations
@@ -29,22 +32,33 @@ from __future__ import annotations
 import contextlib
 import itertools
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import trio
-import trio_websocket
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    WebSocketServer,
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    TextMessage,
 )
+from wsproto.events import (
+    Request as Handshake,
+)
+from wsproto.utilities import LocalProtocolError as WebSocketProtocolError
+from wsproto.utilities import RemoteProtocolError as WebSocketRemoteError
 
 from node.dispatch import Dispatcher
 from node.log import get_log
 from node.session import Peer, Session
+from node.transport.frames import text_frame
 from protocol import (
     SUBPROTOCOL,
     ErrorCode,
@@ -62,7 +76,7 @@ from protocol.wire import ENDPOINT_PATHS, MAX_FRAME_BYTES, CloseCode, Endpoint
 __all__ = [
     "CLOSE_TIMEOUT",
     "HANDSHAKE_TIMEOUT",
-    "MAX_MESSAGE_CHARS",
+    "MAX_MESSAGE_BYTES",
     "BoundAddress",
     "ListenError",
     "WebSocketEndpoints",
@@ -72,25 +86,30 @@ __all__ = [
 
 log = get_log(__name__)
 
-MAX_MESSAGE_CHARS: Final = 2 * max(MAX_FRAME_BYTES.values())
-"""trio-websocket's own message cap, above the frame limits of spec/wire.md §1.4 (see §4).
+MAX_MESSAGE_BYTES: Final = 2 * max(MAX_FRAME_BYTES.values())
+"""Where the server stops reading a message and closes with 1009 (spec/wire.md §4).
 
-It must not be the limit itself: a message just over the limit has to reach
-``decode_frame`` to be answered ``too_large`` before the 1009 close. The library counts
-characters (one value for the whole server), the protocol counts UTF-8 bytes per endpoint,
-so the cap is twice the larger endpoint's limit and ``decode_frame`` enforces the real one.
+It is above the frame limits of spec/wire.md §1 on purpose: a message just over its
+endpoint's limit reaches ``decode_frame`` and is answered ``too_large`` before the close.
 """
 HANDSHAKE_TIMEOUT: Final = 10.0
-"""Seconds a new TCP connection gets to complete its WebSocket handshake."""
+"""Seconds a new TCP connection (TLS included) gets to complete its WebSocket handshake."""
 CLOSE_TIMEOUT: Final = 10.0
 """Seconds the node waits for the peer to answer its close frame before dropping TCP."""
+_RECEIVE_BYTES: Final = 65536
+_WRITE_BATCH_BYTES: Final = 256 * 1024
 _MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455 §5.5: control frame payload ≤ 125 bytes
 _BINARY_REFUSED: Final = "binary frames are not used"
 _ROLES: Final = {Endpoint.CLIENT: Role.CLIENT, Endpoint.FEDERATION: Role.NODE}
+_NOT_FOUND: Final = b"not found: a Kith node serves /client and /federation"
 
 
 class ListenError(Exception):
     """The node could not bind its listening socket (port taken, unknown host, ...)."""
+
+
+class _PeerLeftError(Exception):
+    """The peer closed, or the network broke: nothing left to answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,30 +127,69 @@ class BoundAddress:
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
 
-def _describe(endpoint: trio_websocket.Endpoint | str) -> str:
-    if isinstance(endpoint, trio_websocket.Endpoint):
-        host = str(endpoint.address)
-        host = f"[{host}]" if ":" in host else host
-        return f"{host}:{endpoint.port}"
-    return endpoint
-
-
-def _sender(ws: WebSocketConnection) -> Callable[[str], Awaitable[None]]:
-    """How a session pushes: one text message; a closed connection swallows it."""
-
-    async def send(text: str) -> None:
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send_message(text)
-
-    return send
-
-
 def _close_reason(text: str) -> str:
     return text.encode()[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
 
 
+def _describe(stream: trio.abc.Stream) -> str:
+    socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if not isinstance(socket_stream, trio.SocketStream):
+        return "?"
+    try:
+        host, port = socket_stream.socket.getpeername()[:2]
+    except OSError:
+        return "?"
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    return f"{host}:{port}"
+
+
+class _Connection:
+    """One accepted WebSocket: wsproto's state and the TCP (or TLS) stream under it."""
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, pending: list[Event]) -> None:
+        self.stream = stream
+        self.ws = ws
+        self.pending = pending
+        self.write_lock = trio.Lock()
+
+    async def write(self, data: bytes) -> None:
+        async with self.write_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _PeerLeftError from exc
+
+    async def events(self) -> Event:
+        """The next wsproto event, reading from the stream as needed."""
+        while not self.pending:
+            try:
+                data = await self.stream.receive_some(_RECEIVE_BYTES)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _PeerLeftError from exc
+            if not data:
+                raise _PeerLeftError
+            self.ws.receive_data(bytes(data))
+            self.pending.extend(self.ws.events())
+        return self.pending.pop(0)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame (if still open), wait a little for the peer's, drop TCP."""
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                if self.ws.state is ConnectionState.OPEN:
+                    frame = self.ws.send(CloseConnection(code=code, reason=_close_reason(reason)))
+                    await self.write(frame)
+                while self.ws.state is not ConnectionState.CLOSED:
+                    event = await self.events()
+                    if isinstance(event, CloseConnection):
+                        break
+            except (_PeerLeftError, WebSocketProtocolError, WebSocketRemoteError):
+                pass
+        await trio.aclose_forcefully(self.stream)
+
+
 class WebSocketEndpoints:
-    """Accepts handshakes for the two endpoints and runs one reader loop per connection."""
+    """Accepts handshakes for the two endpoints and runs the reader and pump per connection."""
 
     def __init__(self, dispatcher: Dispatcher, *, max_connections: int | None = None) -> None:
         self._dispatcher = dispatcher
@@ -140,25 +198,59 @@ class WebSocketEndpoints:
         self.open_connections = 0
         """Accepted connections being served now (the count ``max_connections`` limits)."""
 
-    async def handle_handshake(self, request: WebSocketRequest) -> None:
-        """Accept or refuse one opening handshake; serve the connection when accepted."""
+    async def handle_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one TCP (or TLS) connection from its handshake to its end."""
         try:
-            accepted = await self._accept(request)
-        except ConnectionClosed:
-            return  # the peer left in the middle of its handshake
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                accepted = await self._handshake(stream)
+        except (trio.TooSlowError, _PeerLeftError, WebSocketRemoteError, trio.BrokenResourceError):
+            accepted = None
         if accepted is None:
+            await trio.aclose_forcefully(stream)
             return
-        ws, peer = accepted
+        connection, peer = accepted
         if self._max_connections is not None and self.open_connections >= self._max_connections:
-            await self._refuse_over_limit(ws, peer)
+            await self._refuse_over_limit(connection, peer)
             return
         self.open_connections += 1
         try:
-            await self.serve_connection(ws, peer)
+            await self.serve_connection(connection, peer)
         finally:
             self.open_connections -= 1
 
-    async def _refuse_over_limit(self, ws: WebSocketConnection, peer: Peer) -> None:
+    async def _handshake(self, stream: trio.abc.Stream) -> tuple[_Connection, Peer] | None:
+        ws = WSConnection(ConnectionType.SERVER)
+        connection = _Connection(stream, ws, [])
+        event = await connection.events()
+        if not isinstance(event, Handshake):
+            return None
+        remote = _describe(stream)
+        path = event.target.partition("?")[0]
+        endpoint = ENDPOINT_PATHS.get(path)
+        if endpoint is None:
+            log.debug("handshake_rejected", status=404, path=path[:200], remote=remote)
+            await self._reject(connection, 404, _NOT_FOUND)
+            return None
+        offered = event.subprotocols
+        if offered and SUBPROTOCOL not in offered:
+            log.debug("handshake_rejected", status=400, subprotocols=",".join(offered)[:200])
+            await self._reject(connection, 400, f"subprotocol {SUBPROTOCOL} required".encode())
+            return None
+        await connection.write(
+            ws.send(AcceptConnection(subprotocol=SUBPROTOCOL if offered else None))
+        )
+        return connection, Peer(next(self._connection_ids), endpoint, _ROLES[endpoint], remote)
+
+    @staticmethod
+    async def _reject(connection: _Connection, status: int, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        reply = connection.ws.send(
+            RejectConnection(status_code=status, headers=headers, has_body=True)
+        )
+        reply += connection.ws.send(RejectData(data=body))
+        await connection.write(reply)
+
+    async def _refuse_over_limit(self, connection: _Connection, peer: Peer) -> None:
         log.info(
             "too_many_connections",
             scope="node",
@@ -171,94 +263,103 @@ class WebSocketEndpoints:
             ErrorCode.TOO_MANY_CONNECTIONS.value,
             "this node serves as many connections as it allows",
         )
-        with contextlib.suppress(ConnectionClosed):
-            await ws.send_message(encode_frame(refusal).decode())
-        await self._close(ws, CloseCode.POLICY_VIOLATION, "too many connections")
+        with contextlib.suppress(_PeerLeftError):
+            await connection.write(text_frame(encode_frame(refusal)))
+        await connection.close(CloseCode.POLICY_VIOLATION, "too many connections")
 
-    async def _accept(self, request: WebSocketRequest) -> tuple[WebSocketConnection, Peer] | None:
-        path = request.path.partition("?")[0]
-        endpoint = ENDPOINT_PATHS.get(path)
-        remote = _describe(request.remote)
-        if endpoint is None:
-            log.debug("handshake_rejected", status=404, path=path[:200], remote=remote)
-            await request.reject(404, body=b"not found: a Kith node serves /client, /federation")
-            return None
-        offered = request.proposed_subprotocols
-        if offered and SUBPROTOCOL not in offered:
-            log.debug("handshake_rejected", status=400, subprotocols=",".join(offered)[:200])
-            await request.reject(400, body=f"subprotocol {SUBPROTOCOL} required".encode())
-            return None
-        ws = await request.accept(subprotocol=SUBPROTOCOL if offered else None)
-        return ws, Peer(next(self._connection_ids), endpoint, _ROLES[endpoint], remote)
-
-    async def serve_connection(self, ws: WebSocketConnection, peer: Peer) -> None:
-        """The reader loop of one accepted connection; returns once it is closed.
+    async def serve_connection(self, connection: _Connection, peer: Peer) -> None:
+        """The reader loop and the pump of one accepted connection; returns once closed.
 
         A bug met while serving one connection closes that connection with 1011 and is
         logged; it never reaches the server, which would stop every other connection.
         """
         log.debug(
-            "connection_opened",
-            conn=peer.connection_id,
-            endpoint=peer.endpoint,
-            remote=peer.remote,
-            subprotocol=ws.subprotocol,
+            "connection_opened", conn=peer.connection_id, endpoint=peer.endpoint, remote=peer.remote
         )
-        session = Session(peer, send=_sender(ws))
+        session = Session(peer)
         outbox = session.open_outbox()
         closing: tuple[int, str] | None = None
         peer_left = False
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, ws, session, outbox)
-                closing = await self._read_loop(ws, session)
+                nursery.start_soon(self._pump, connection, session, outbox)
+                closing = await self._read_loop(connection, session)
                 peer_left = closing is None
                 if peer_left:
                     nursery.cancel_scope.cancel()
                 else:
                     session.close_outbox()  # the pump sends what is queued, then stops
-            if closing is not None:
-                await self._close(ws, *closing)
         except Exception:
             log.exception("connection_failed", conn=peer.connection_id, endpoint=peer.endpoint)
             closing = (CloseCode.INTERNAL_ERROR, "internal error")
-            await self._close(ws, *closing)
         finally:
             session.end()
-            reason = ws.closed
+            with trio.CancelScope(shield=True):
+                if closing is not None:
+                    await connection.close(*closing)
+                else:
+                    await trio.aclose_forcefully(connection.stream)
             log.debug(
                 "connection_closed",
                 conn=peer.connection_id,
                 by="peer" if peer_left else "node",
-                code=closing[0] if closing is not None else reason and reason.code,
+                code=closing[0] if closing is not None else None,
             )
 
-    async def _read_loop(self, ws: WebSocketConnection, session: Session) -> tuple[int, str] | None:
+    async def _read_loop(self, connection: _Connection, session: Session) -> tuple[int, str] | None:
         """Answer messages until one asks to close (its code and reason) or the peer leaves."""
+        parts: list[str] = []
+        size = 0
         try:
             while True:
-                message = await ws.get_message()
-                if isinstance(message, bytes):
+                event = await connection.events()
+                if isinstance(event, TextMessage):
+                    parts.append(event.data)
+                    size += len(event.data)
+                    if size > MAX_MESSAGE_BYTES:
+                        return CloseCode.MESSAGE_TOO_BIG, "message too big"
+                    if event.message_finished:
+                        text, parts, size = "".join(parts), [], 0
+                        closing = await self._receive_text(session, text)
+                        if closing is not None:
+                            return closing
+                elif isinstance(event, BytesMessage):
                     return await self._refuse_binary(session)
-                closing = await self._receive_text(session, message)
-                if closing is not None:
-                    return closing
-        except ConnectionClosed:
-            return None  # the peer closed, or the network broke: nothing left to answer
+                elif isinstance(event, Ping):
+                    await connection.write(connection.ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    if connection.ws.state is ConnectionState.OPEN:
+                        # wsproto reports a frame no peer may send (bad UTF-8, a bad opcode)
+                        # as a close event of its own: we close with its code.
+                        return int(event.code), event.reason or "invalid frame"
+                    if connection.ws.state is ConnectionState.REMOTE_CLOSING:
+                        await connection.write(connection.ws.send(event.response()))
+                    return None
+        except _PeerLeftError:
+            return None
 
     async def _pump(
-        self, ws: WebSocketConnection, session: Session, outbox: trio.MemoryReceiveChannel[str]
+        self, connection: _Connection, session: Session, outbox: trio.MemoryReceiveChannel[bytes]
     ) -> None:
-        """Send the connection's outbox in order; close a connection that fell behind."""
+        """Write the connection's outbox in order, everything waiting in one ``send_all``."""
         async with outbox:
             try:
-                async for text in outbox:
-                    await ws.send_message(text)
-            except ConnectionClosed:
+                async for first in outbox:
+                    batch = [first]
+                    size = len(first)
+                    while size < _WRITE_BATCH_BYTES:
+                        try:
+                            frame = outbox.receive_nowait()
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                        batch.append(frame)
+                        size += len(frame)
+                    await connection.write(b"".join(batch))
+            except _PeerLeftError:
                 return  # the reader sees it too and ends the connection
         if session.too_slow:
             log.info("connection_too_slow", conn=session.peer.connection_id)
-            await self._close(ws, CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
+            await connection.close(CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
 
     async def _receive_text(self, session: Session, text: str) -> tuple[int, str] | None:
         """Answer one text message; the close code and reason if the connection must close."""
@@ -290,13 +391,6 @@ class WebSocketEndpoints:
         refusal = ErrorResponse(None, ErrorCode.BAD_FRAME.value, _BINARY_REFUSED)
         await session.queue(encode_frame(refusal))
         return CloseCode.UNSUPPORTED_DATA, _BINARY_REFUSED
-
-    @staticmethod
-    async def _close(ws: WebSocketConnection, code: int, reason: str) -> None:
-        # aclose() waits for the peer's close frame; a peer that never sends one loses its
-        # TCP connection after CLOSE_TIMEOUT (aclose closes the stream when cancelled).
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            await ws.aclose(code, _close_reason(reason))
 
 
 async def open_listeners(host: str, port: int) -> list[trio.SocketListener]:
@@ -339,21 +433,14 @@ async def serve_websocket_endpoints(
     WebSocket handshake timeout covers it.
     """
     endpoints = WebSocketEndpoints(dispatcher, max_connections=max_connections)
-    served: list[trio.SocketListener] | list[trio.SSLListener[trio.SocketStream]] = listeners
+    served: Sequence[trio.abc.Listener[trio.abc.Stream]] = listeners
     if ssl_context is not None:
         served = [
             trio.SSLListener(listener, ssl_context, https_compatible=True) for listener in listeners
         ]
-    server = WebSocketServer(
-        endpoints.handle_handshake,
-        served,
-        max_message_size=MAX_MESSAGE_CHARS,
-        connect_timeout=HANDSHAKE_TIMEOUT,
-        disconnect_timeout=CLOSE_TIMEOUT,
-    )
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.run)
+            await nursery.start(trio.serve_listeners, endpoints.handle_stream, served)
             task_status.started(_bound_address(listeners[0], tls=ssl_context is not None))
     finally:
         with trio.CancelScope(shield=True):

@@ -12,7 +12,7 @@ from node.app import serve_node
 from node.config import NodeConfig
 from node.keys import KEY_FILE_NAME, KeyFileError, load_key
 from node.log import LogfmtFormatter
-from node.transport import ListenError
+from node.transport.websocket import ListenError
 from tests.node.logfmt import parse_logfmt
 from tests.node.wsclient import TIMEOUT, call, close_code, connect, ping
 

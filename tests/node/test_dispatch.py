@@ -12,7 +12,7 @@ import trio
 from node.dispatch import Dispatcher, Handler
 from node.log import LogfmtFormatter
 from node.session import Peer, Session
-from node.transport import open_listeners, serve_websocket_endpoints
+from node.transport.websocket import open_listeners, serve_websocket_endpoints
 from protocol import (
     Endpoint,
     ErrorCode,

@@ -133,7 +133,9 @@ async def _run(tmp_path: Path, kills: int, seed: int) -> None:
     data = tmp_path / "node"
     data.mkdir()
     (data / "kith.toml").write_text(
-        '[registration]\nmode = "open"\n[passwords]\ncost = "min"\n', encoding="utf-8"
+        '[registration]\nmode = "open"\n[passwords]\ncost = "min"\n'
+        "[limits]\nrequests_per_second = 100000\nrequest_burst = 100000\n",
+        encoding="utf-8",
     )
     acknowledged: dict[str, str] = {}  # txn id → event id, answered by the node
     seen: list[tuple[int, str]] = []  # (position, event id) of messages the reader processed
