@@ -49,6 +49,11 @@ catch_up_limit = {catch_up_limit}
 """
 
 
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class Node:
     """A ``kith serve`` process in a temporary data folder."""
 
@@ -163,6 +168,7 @@ async def throughput(
             sent += 1
 
     cpu_before = node.cpu_seconds()
+    load_before = _own_cpu()
     async with trio.open_nursery() as nursery:
         for reader in readers:
             nursery.start_soon(read, reader)
@@ -173,6 +179,7 @@ async def throughput(
         stop.set()
         elapsed = time.perf_counter() - start
         cpu = node.cpu_seconds() - cpu_before
+        load_cpu = _own_cpu() - load_before
         nursery.cancel_scope.cancel()
     emit(
         {
@@ -182,6 +189,7 @@ async def throughput(
             "messages_per_s": round(sent / elapsed),
             "deliveries_per_s": round(delivered / elapsed),
             "node_cpu_share": round(cpu / elapsed, 2),
+            "load_generator_cpu_share": round(load_cpu / elapsed, 2),
             "target_messages_per_s": 2000,
             "target_deliveries_per_s": 40000,
         }

@@ -18,6 +18,7 @@ import click
 import trio
 
 import protocol
+from client.cli import CLIENT_COMMANDS
 from node.app import serve_node
 from node.cli_users import user
 from node.config import (
@@ -157,6 +158,8 @@ def serve(
 
 
 cli.add_command(user)
+for _command in CLIENT_COMMANDS:
+    cli.add_command(_command)
 
 
 async def _serve_until_signalled(config: NodeConfig) -> _StartError | None:

@@ -5,11 +5,11 @@ handler. A client connection starts unbound; ``register``, ``login`` or ``authen
 bind it to a user's device (spec/client.md §1), and every later request acts as that
 device.
 
-Everything a connection sends goes through its **outbox**, which one pump task per
-connection drains in order: answers wait for room in it, pushes never wait. A device that
-does not read fast enough to keep up with its pushes overflows the outbox and is
-disconnected (close 1008); it loses nothing, it resumes from its cursor (client.md §5). A
-push to a connection that has gone away is dropped.
+Everything a connection sends goes through its **outbox** (``node.transport.outbox``), in
+order: answers wait for room in it, pushes never wait. A device that does not read fast
+enough to keep up with its pushes overflows the outbox and is disconnected (close 1008); it
+loses nothing, it resumes from its cursor (client.md §5). A push to a connection that has
+gone away is dropped.
 """
 
 from __future__ import annotations
@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 import trio
 
 from node.transport.frames import text_frame
+from node.transport.outbox import Outbox
 from protocol import Endpoint, Role
 from protocol.wire import CloseCode
 
 __all__ = ["Peer", "Session"]
 
 Sender = Callable[[str], Awaitable[None]]
-OUTBOX_FRAMES = 4096
-"""Frames a connection may have waiting to be sent before it counts as too slow."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +59,7 @@ class Session:
     """Set by the transport when the connection is gone."""
     on_end: list[Callable[[Session], None]] = field(default_factory=list)
     """Called once, in order, when the connection is gone (services forget the session)."""
-    too_slow: bool = False
-    """Set when a push found the outbox full: the transport closes the connection."""
-    _outbox: trio.MemorySendChannel[bytes] | None = None
+    _outbox: Outbox | None = None
 
     @property
     def bound(self) -> bool:
@@ -90,20 +87,14 @@ class Session:
         for callback in callbacks:
             callback(self)
 
-    def open_outbox(self) -> trio.MemoryReceiveChannel[bytes]:
-        """Route every frame through an outbox; the transport pumps the returned end.
+    def attach(self, outbox: Outbox) -> None:
+        """Route every frame of this session through ``outbox`` (the transport's)."""
+        self._outbox = outbox
 
-        The outbox holds complete WebSocket frames (``node.transport.frames``), so a frame
-        shared by many sessions is framed once.
-        """
-        send, receive = trio.open_memory_channel[bytes](OUTBOX_FRAMES)
-        self._outbox = send
-        return receive
-
-    def close_outbox(self) -> None:
-        """No more frames: the pump sends what is queued and stops."""
-        if self._outbox is not None:
-            self._outbox.close()
+    @property
+    def too_slow(self) -> bool:
+        """True once a push found the outbox full: the transport drops the connection."""
+        return self._outbox is not None and self._outbox.overflowed
 
     async def queue(self, frame: bytes) -> None:
         """Queue a frame, waiting for room: answers, and catch-up batches, which must not be
@@ -111,8 +102,7 @@ class Session:
         if self._outbox is None:
             await self._send_now(frame)
             return
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._outbox.send(text_frame(frame))
+        await self._outbox.put(text_frame(frame))
 
     async def push(self, frame: bytes) -> None:
         """Queue a notice without waiting; a full outbox marks the session too slow."""
@@ -128,17 +118,11 @@ class Session:
 
     def push_framed_nowait(self, framed: bytes) -> None:
         """Queue an already framed notice (one framing shared by many sessions)."""
-        if self.closed.is_set() or self.too_slow:
+        if self.closed.is_set():
             return
         if self._outbox is None:
             raise RuntimeError("this session has no outbox to queue into")
-        try:
-            self._outbox.send_nowait(framed)
-        except trio.WouldBlock:
-            self.too_slow = True
-            self._outbox.close()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        self._outbox.put_nowait(framed)
 
     async def _send_now(self, frame: bytes) -> None:
         with contextlib.suppress(

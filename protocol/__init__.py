@@ -31,6 +31,7 @@ from protocol.events import (
     compute_event_id,
     redact_event,
     sign_event,
+    sign_event_with_id,
     validate_event,
     verify_event,
 )
@@ -120,6 +121,7 @@ __all__ = [
     "parse_user_id",
     "redact_event",
     "sign_event",
+    "sign_event_with_id",
     "sign_json",
     "signing_key_from_seed",
     "validate_device_id",

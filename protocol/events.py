@@ -53,6 +53,7 @@ __all__ = [
     "event_size",
     "redact_event",
     "sign_event",
+    "sign_event_with_id",
     "validate_event",
     "verify_event",
 ]
@@ -339,18 +340,26 @@ def sign_event(
     ``signatures[server_name]``, keeping signatures of other servers. Raises
     ``LocalProtocolError`` if the event is invalid or larger than ``MAX_EVENT_BYTES``.
     """
+    return sign_event_with_id(event, server_name, key_id, signing_key)[0]
+
+
+def sign_event_with_id(
+    event: JsonObject, server_name: str, key_id: str, signing_key: nacl.signing.SigningKey
+) -> tuple[JsonObject, str]:
+    """:func:`sign_event`, and the signed event's id: the hash of the bytes just signed
+    (spec/events.md §5-§6), so a node creating an event hashes them once."""
     name = format_key_id(key_id)
     try:
         parse_server_name(server_name)
         validate_event(event, signed=False)
         hash_form = _content_hash_bytes(event)
         hashed = {**event, "hashes": {"sha256": encode_base64(hashlib.sha256(hash_form).digest())}}
-        signature = _sign_bytes(_reference_bytes(hashed), signing_key)
-        signed = _with_signature(hashed, server_name, name, signature)
+        reference = _reference_bytes(hashed)
+        signed = _with_signature(hashed, server_name, name, _sign_bytes(reference, signing_key))
         _check_size(_size_from_hash_form(hash_form, signed))
     except RemoteProtocolError as exc:
         raise LocalProtocolError(exc.code, exc.message) from exc
-    return signed
+    return signed, event_id_from_hash(hashlib.sha256(reference).digest())
 
 
 def verify_event(

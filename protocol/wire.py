@@ -19,7 +19,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject, decode_json, encode_canonical_json
+from protocol.canonical_json import (
+    MAX_SAFE_INTEGER,
+    JsonObject,
+    _encode_checked,
+    decode_json,
+    encode_canonical_json,
+)
 from protocol.client_api import CLIENT_OPS
 from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
 from protocol.ops import (
@@ -279,8 +285,13 @@ def error_response(request_id: RequestId | None, error: ProtocolError) -> ErrorR
     return ErrorResponse(request_id, error.code.value, error.message[:MAX_ERROR_MESSAGE_LENGTH])
 
 
-def encode_frame(frame: Frame) -> bytes:
-    """Canonical JSON bytes of ``frame`` (UTF-8; send as a WebSocket *text* message)."""
+def encode_frame(frame: Frame, *, check: bool = True) -> bytes:
+    """Canonical JSON bytes of ``frame`` (UTF-8; send as a WebSocket *text* message).
+
+    ``check=False`` skips the walk that refuses values outside the JSON data model, for
+    frames built only from values already checked (decoded, or validated events): the
+    bytes are the same, the cost is not.
+    """
     value: JsonObject
     if isinstance(frame, Request):
         value = {"id": frame.id, "op": frame.op, "params": frame.params}
@@ -291,4 +302,4 @@ def encode_frame(frame: Frame) -> bytes:
     else:
         message = frame.message[:MAX_ERROR_MESSAGE_LENGTH]
         value = {"id": frame.id, "error": {"code": frame.code, "message": message}}
-    return encode_canonical_json(value)
+    return encode_canonical_json(value) if check else _encode_checked(value)

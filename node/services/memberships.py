@@ -57,10 +57,12 @@ class Memberships:
         changes = self._changes.get((user_id, room_id))
         if not changes:
             return False
-        index = bisect_right(changes, (position, "\uffff")) - 1
-        if index < 0:
-            return False
-        changed_at, membership = changes[index]
+        changed_at, membership = changes[-1]
+        if changed_at > position:  # rare: an item older than the user's last change
+            index = bisect_right(changes, (position, "\uffff")) - 1
+            if index < 0:
+                return False
+            changed_at, membership = changes[index]
         return membership == "join" or changed_at == position
 
     def rooms_of(self, user_id: str) -> set[str]:

@@ -37,11 +37,9 @@ from protocol import (
     JsonObject,
     RemoteProtocolError,
     build_event,
-    compute_event_id,
-    encode_canonical_json,
     parse_user_id,
     redact_event,
-    sign_event,
+    sign_event_with_id,
 )
 from protocol.rooms import RejectReason, Room
 
@@ -68,6 +66,11 @@ class _Staged:
     txn: tuple[str, str, str, str] | None = None
     items: list[Item] = field(default_factory=list)
     last_position: int = 0
+
+
+def _stored_json(event: JsonObject) -> str:
+    """How events are stored: compact UTF-8 JSON (any JSON would do; no need to be canonical)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
 class RoomService:
@@ -175,8 +178,7 @@ class RoomService:
             depth=0,
             origin_server_ts=self._clock_ms(),
         )
-        signed = self._sign(create)
-        create_id = compute_event_id(signed)
+        signed, create_id = self._sign(create)
         room = Room(create_id, signed)
         staged = _Staged()
         self._stage_root(room, create_id, signed, staged)
@@ -254,8 +256,10 @@ class RoomService:
 
         return await self._txns.once(key, run)
 
-    def _sign(self, event: JsonObject) -> JsonObject:
-        return sign_event(event, self.server_name, self._key.key_id, self._key.signing_key)
+    def _sign(self, event: JsonObject) -> tuple[JsonObject, str]:
+        """The signed event and its id (spec/events.md §5-§6)."""
+        key = self._key
+        return sign_event_with_id(event, self.server_name, key.key_id, key.signing_key)
 
     def _stage_event(
         self,
@@ -285,8 +289,7 @@ class RoomService:
         if reason is not None:
             raise RemoteProtocolError(reason, f"the room's rules refuse this: {reason.value}")
         event["auth_events"] = room.auth_events_for(event)
-        signed = self._sign(event)
-        event_id = compute_event_id(signed)
+        signed, event_id = self._sign(event)
         changes = room.add({event_id: signed})
         if changes.refused or changes.held:  # pragma: no cover - we built it on the tips
             raise RuntimeError(f"the room refused its own node's event: {changes}")
@@ -376,7 +379,7 @@ class RoomService:
                 event.get("state_key"),
                 int(reason is None),
                 reason.value if reason else None,
-                encode_canonical_json(event).decode(),
+                _stored_json(event),
                 device,
                 txn_id,
             )
@@ -404,7 +407,7 @@ class RoomService:
             return
         target = room.redaction_target(event_id)
         if target is not None:
-            redacted = encode_canonical_json(redact_event(room.event(target))).decode()
+            redacted = _stored_json(redact_event(room.event(target)))
             staged.redactions.append((event_id, redacted, target))
 
     async def _store(

@@ -59,6 +59,7 @@ from node.dispatch import Dispatcher
 from node.log import get_log
 from node.session import Peer, Session
 from node.transport.frames import text_frame
+from node.transport.outbox import Outbox, raw_writer
 from protocol import (
     SUBPROTOCOL,
     ErrorCode,
@@ -151,6 +152,9 @@ class _Connection:
         self.ws = ws
         self.pending = pending
         self.write_lock = trio.Lock()
+        self.outbox: Outbox | None = None
+        self.close_reply: bytes | None = None
+        """The answer to the peer's close frame, written once the outbox is done."""
 
     async def write(self, data: bytes) -> None:
         async with self.write_lock:
@@ -277,7 +281,9 @@ class WebSocketEndpoints:
             "connection_opened", conn=peer.connection_id, endpoint=peer.endpoint, remote=peer.remote
         )
         session = Session(peer)
-        outbox = session.open_outbox()
+        outbox = Outbox(connection.write, raw_writer(connection.stream))
+        session.attach(outbox)
+        connection.outbox = outbox
         closing: tuple[int, str] | None = None
         peer_left = False
         try:
@@ -288,7 +294,7 @@ class WebSocketEndpoints:
                 if peer_left:
                     nursery.cancel_scope.cancel()
                 else:
-                    session.close_outbox()  # the pump sends what is queued, then stops
+                    outbox.finish()  # the pump writes what is queued, then stops
         except Exception:
             log.exception("connection_failed", conn=peer.connection_id, endpoint=peer.endpoint)
             closing = (CloseCode.INTERNAL_ERROR, "internal error")
@@ -297,6 +303,10 @@ class WebSocketEndpoints:
             with trio.CancelScope(shield=True):
                 if closing is not None:
                     await connection.close(*closing)
+                elif connection.close_reply is not None:
+                    with contextlib.suppress(_PeerLeftError):
+                        await connection.write(connection.close_reply)
+                    await trio.aclose_forcefully(connection.stream)
                 else:
                     await trio.aclose_forcefully(connection.stream)
             log.debug(
@@ -325,39 +335,27 @@ class WebSocketEndpoints:
                             return closing
                 elif isinstance(event, BytesMessage):
                     return await self._refuse_binary(session)
-                elif isinstance(event, Ping):
-                    await connection.write(connection.ws.send(event.response()))
+                elif isinstance(event, Ping) and connection.outbox is not None:
+                    # Through the outbox, so the pong never cuts into a frame being written.
+                    connection.outbox.put_nowait(connection.ws.send(event.response()))
                 elif isinstance(event, CloseConnection):
                     if connection.ws.state is ConnectionState.OPEN:
                         # wsproto reports a frame no peer may send (bad UTF-8, a bad opcode)
                         # as a close event of its own: we close with its code.
                         return int(event.code), event.reason or "invalid frame"
                     if connection.ws.state is ConnectionState.REMOTE_CLOSING:
-                        await connection.write(connection.ws.send(event.response()))
+                        connection.close_reply = connection.ws.send(event.response())
                     return None
         except _PeerLeftError:
             return None
 
-    async def _pump(
-        self, connection: _Connection, session: Session, outbox: trio.MemoryReceiveChannel[bytes]
-    ) -> None:
-        """Write the connection's outbox in order, everything waiting in one ``send_all``."""
-        async with outbox:
-            try:
-                async for first in outbox:
-                    batch = [first]
-                    size = len(first)
-                    while size < _WRITE_BATCH_BYTES:
-                        try:
-                            frame = outbox.receive_nowait()
-                        except (trio.WouldBlock, trio.EndOfChannel):
-                            break
-                        batch.append(frame)
-                        size += len(frame)
-                    await connection.write(b"".join(batch))
-            except _PeerLeftError:
-                return  # the reader sees it too and ends the connection
-        if session.too_slow:
+    async def _pump(self, connection: _Connection, session: Session, outbox: Outbox) -> None:
+        """Write what the outbox's flush could not; close a connection that fell behind."""
+        try:
+            await outbox.pump()
+        except _PeerLeftError:
+            return  # the reader sees it too and ends the connection
+        if outbox.overflowed:
             log.info("connection_too_slow", conn=session.peer.connection_id)
             await connection.close(CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
 
