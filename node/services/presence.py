@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import trio
 
@@ -33,8 +33,8 @@ class _UserPresence:
     online: bool = False
     last_active_ts: int = 0
     status_msg: str | None = None
-    heard: dict[Session, float] = field(default_factory=dict)
-    """When each connected session of the user last sent a heartbeat (trio time)."""
+    last_heard: float = 0.0
+    """When any device of the user last sent a heartbeat (trio time)."""
 
 
 class Presence:
@@ -61,19 +61,19 @@ class Presence:
     def bound(self, session: Session) -> None:
         """A device connected (or re-authenticated): it counts as heard from now."""
         self.heartbeat(session)
-        session.on_end.append(self._session_ended)
 
     def heartbeat(self, session: Session) -> None:
-        """The device is still there."""
+        """The device is still there. Cheap: a heartbeat only ever moves a deadline later,
+        so the timeout task is woken only when someone comes online."""
         user_id = session.user_id
         if user_id is None:
             return
         user = self._users.setdefault(user_id, _UserPresence())
-        user.heard[session] = trio.current_time()
+        user.last_heard = trio.current_time()
         user.last_active_ts = self._clock_ms()
-        self._changed.set()
         if not user.online:
             user.online = True
+            self._changed.set()
             self._announce(user_id, user)
 
     def request_seen(self, session: Session) -> None:
@@ -135,31 +135,21 @@ class Presence:
             for session in self._hub.of_user(contact):
                 session.push_nowait(frame)
 
-    def _session_ended(self, session: Session) -> None:
-        for user in self._users.values():
-            user.heard.pop(session, None)
-
     def _last_session_gone(self, user_id: str) -> None:
         user = self._users.get(user_id)
         if user is not None and user.online:
             user.online = False
-            user.heard.clear()
             self._announce(user_id, user)
 
     async def run(self) -> None:
         """Mark silent users offline when their timeout passes (in the node's nursery)."""
         while True:
             self._changed = trio.Event()
-            deadlines = [
-                max(user.heard.values()) + self._timeout
-                for user in self._users.values()
-                if user.online and user.heard
-            ]
+            deadlines = [u.last_heard + self._timeout for u in self._users.values() if u.online]
             with trio.move_on_at(min(deadlines, default=trio.current_time() + 3600)):
                 await self._changed.wait()
             now = trio.current_time()
             for user_id, user in self._users.items():
-                silent = not user.heard or max(user.heard.values()) + self._timeout <= now
-                if user.online and silent:
+                if user.online and user.last_heard + self._timeout <= now:
                     user.online = False
                     self._announce(user_id, user)
