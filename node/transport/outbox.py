@@ -3,10 +3,11 @@
 Two writers take turns on a connection's socket, never both at once, so frames keep their
 order:
 
-* the **flush** — once per round of the event loop, every outbox that received frames in
-  that round writes them with one non-blocking ``write`` straight to its socket. Fan-out
-  to many connections then costs a system call each, no task switch: this is the node's
-  hot path (a message to a room of twenty is twenty writes of the same bytes);
+* the **flush** — one non-blocking ``write`` straight to the socket: right away for an
+  answer, and for pushes once per round of the event loop (a flusher task writes every
+  outbox that received frames in that round), so fan-out to many connections costs a
+  system call each and no task switch: this is the node's hot path (a message to a room of
+  twenty is twenty writes of the same bytes);
 * the connection's **pump** task, which takes over whenever the socket's buffer is full
   (or the stream is TLS, which has no raw socket) and waits until it can write.
 
@@ -27,7 +28,38 @@ __all__ = ["Outbox", "raw_writer"]
 DEFAULT_LIMIT = 16 * 1024 * 1024
 """Bytes a connection may have waiting before it counts as too slow."""
 
-_dirty: trio.lowlevel.RunVar[dict[Outbox, None]] = trio.lowlevel.RunVar("kith_dirty_outboxes")
+
+class _Flusher:
+    """The task, one per trio run, that flushes every outbox that received frames."""
+
+    def __init__(self) -> None:
+        self.dirty: dict[Outbox, None] = {}
+        self.wake = trio.Event()
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake = trio.Event()
+            outboxes = list(self.dirty)
+            self.dirty.clear()
+            for outbox in outboxes:
+                outbox.flush_now()
+
+
+_flusher: trio.lowlevel.RunVar[_Flusher] = trio.lowlevel.RunVar("kith_outbox_flusher")
+
+
+def _mark_dirty(outbox: Outbox) -> None:
+    """Have ``outbox`` flushed once the tasks runnable now have run (no system call)."""
+    try:
+        flusher = _flusher.get()
+    except LookupError:  # the first outbox of this trio run
+        flusher = _Flusher()
+        _flusher.set(flusher)
+        trio.lowlevel.spawn_system_task(flusher.run, name="kith-outbox-flusher")
+    if not flusher.dirty:
+        flusher.wake.set()
+    flusher.dirty[outbox] = None
 
 
 def raw_writer(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
@@ -40,14 +72,6 @@ def raw_writer(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
         return os.write(fd, data)
 
     return write
-
-
-def _flush_dirty() -> None:
-    dirty = _dirty.get()
-    outboxes = list(dirty)
-    dirty.clear()
-    for outbox in outboxes:
-        outbox.flush_now()
 
 
 class Outbox:
@@ -84,6 +108,7 @@ class Outbox:
             self._wake.set()
             return False
         self._add(framed)
+        _mark_dirty(self)  # many pushes of one round share a write
         return True
 
     async def put(self, framed: bytes) -> None:
@@ -93,18 +118,11 @@ class Outbox:
             await self._space.wait()
         if not (self._finished or self.overflowed):
             self._add(framed)
+            self.flush_now()  # an answer goes out at once
 
     def _add(self, framed: bytes) -> None:
         self._pending.append(framed)
         self._size += len(framed)
-        try:
-            dirty = _dirty.get()
-        except LookupError:  # the first outbox of this trio run
-            dirty = {}
-            _dirty.set(dirty)
-        if not dirty:
-            trio.lowlevel.current_trio_token().run_sync_soon(_flush_dirty)
-        dirty[self] = None
 
     def finish(self) -> None:
         """No more frames: the pump writes what is waiting, then returns."""
