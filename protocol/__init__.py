@@ -19,6 +19,7 @@ from protocol.canonical_json import (
     JsonValue,
     decode_json,
     encode_canonical_json,
+    encode_trusted_json,
 )
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.events import (
@@ -113,6 +114,7 @@ __all__ = [
     "encode_base64_urlsafe",
     "encode_canonical_json",
     "encode_frame",
+    "encode_trusted_json",
     "encode_verify_key",
     "error_response",
     "format_key_id",

@@ -29,6 +29,7 @@ __all__ = [
     "JsonValue",
     "decode_json",
     "encode_canonical_json",
+    "encode_trusted_json",
 ]
 
 JsonValue = Any
@@ -60,11 +61,12 @@ def encode_canonical_json(value: JsonValue) -> bytes:
     integers beyond ±(2**53 - 1), non-string keys, lone surrogates, other types, too deep.
     """
     _check_encodable(value, 0)
-    return _encode_checked(value)
+    return encode_trusted_json(value)
 
 
-def _encode_checked(value: JsonValue) -> bytes:
-    """Encode a value already known to be in the data model (skips the type walk)."""
+def encode_trusted_json(value: JsonValue) -> bytes:
+    """Canonical bytes of a value already known to be in the data model: built from decoded
+    or validated values. Skips the type walk of :func:`encode_canonical_json`; same bytes."""
     try:
         return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocol.canonical_json import encode_trusted_json
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.events import MAX_TYPE_LENGTH
 from protocol.ids import parse_user_id, validate_device_id, validate_event_id, validate_room_id
@@ -16,6 +17,7 @@ from protocol.schema import Field, Schema
 __all__ = [
     "CLIENT_OPS",
     "MAX_HISTORY_LIMIT",
+    "MAX_TO_DEVICE_CONTENT_BYTES",
     "MAX_TO_DEVICE_TARGETS",
     "MAX_TYPING_TIMEOUT_MS",
     "PUSHES",
@@ -26,6 +28,8 @@ __all__ = [
 MAX_HISTORY_LIMIT = 100
 MAX_TYPING_TIMEOUT_MS = 120_000
 MAX_TO_DEVICE_TARGETS = 1_000
+MAX_TO_DEVICE_CONTENT_BYTES = 65_536
+"""Canonical JSON bytes of one to-device content: an item always fits a frame (client.md §4)."""
 MAX_INVITES_AT_CREATION = 100
 
 USER = Field(str, check=parse_user_id)
@@ -65,6 +69,11 @@ def _check_to_device(messages: Any) -> None:
                 validate_device_id(device)
             if type(content) is not dict:
                 raise RemoteProtocolError(ErrorCode.BAD_PARAMS, "to-device content is an object")
+            if len(encode_trusted_json(content)) > MAX_TO_DEVICE_CONTENT_BYTES:
+                raise RemoteProtocolError(
+                    ErrorCode.TOO_LARGE,
+                    f"a to-device content is at most {MAX_TO_DEVICE_CONTENT_BYTES} bytes",
+                )
             targets += 1
     if targets > MAX_TO_DEVICE_TARGETS:
         raise RemoteProtocolError(ErrorCode.TOO_LARGE, "too many to-device targets")

@@ -17,7 +17,12 @@ from enum import StrEnum
 import nacl.signing
 
 from protocol.b64 import decode_base64, encode_base64
-from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject, _check_encodable, _encode_checked
+from protocol.canonical_json import (
+    MAX_SAFE_INTEGER,
+    JsonObject,
+    _check_encodable,
+    encode_trusted_json,
+)
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.ids import (
     event_id_from_hash,
@@ -230,7 +235,7 @@ def validate_event(event: JsonObject, *, signed: bool = True) -> JsonObject:
 
 def event_size(event: JsonObject) -> int:
     """Bytes of the canonical JSON of ``event`` without ``unsigned`` (the size §3 limits)."""
-    return len(_encode_checked({k: v for k, v in event.items() if k != "unsigned"}))
+    return len(encode_trusted_json({k: v for k, v in event.items() if k != "unsigned"}))
 
 
 def _size_from_hash_form(hash_form: bytes, event: JsonObject) -> int:
@@ -242,7 +247,7 @@ def _size_from_hash_form(hash_form: bytes, event: JsonObject) -> int:
     size = len(hash_form)
     for key in ("hashes", "signatures"):
         if key in event:
-            size += len(key) + 4 + len(_encode_checked(event[key]))
+            size += len(key) + 4 + len(encode_trusted_json(event[key]))
     return size
 
 
@@ -255,7 +260,7 @@ def _check_size(size: int) -> None:
 
 def _content_hash_bytes(event: JsonObject) -> bytes:
     """Canonical JSON of the event without ``unsigned``, ``signatures``, ``hashes`` (§6)."""
-    return _encode_checked(
+    return encode_trusted_json(
         {k: v for k, v in event.items() if k not in ("unsigned", "signatures", "hashes")}
     )
 
@@ -283,7 +288,7 @@ def redact_event(event: JsonObject) -> JsonObject:
 
 def _reference_bytes(event: JsonObject) -> bytes:
     """The signed bytes, which are also what the event id hashes (§5, §6)."""
-    return _encode_checked(_unsigned_form(redact_event(event)))
+    return encode_trusted_json(_unsigned_form(redact_event(event)))
 
 
 def compute_event_id(event: JsonObject) -> str:

@@ -68,7 +68,11 @@ class Field:
             try:
                 self.check(value)
             except ProtocolError as exc:
-                raise RemoteProtocolError(ErrorCode.BAD_PARAMS, f"'{name}': {exc.message}") from exc
+                # spec/wire.md §5.2 step 3.6: a size limit stays too_large.
+                code = (
+                    ErrorCode.TOO_LARGE if exc.code == ErrorCode.TOO_LARGE else ErrorCode.BAD_PARAMS
+                )
+                raise RemoteProtocolError(code, f"'{name}': {exc.message}") from exc
 
 
 @dataclass(frozen=True, slots=True)

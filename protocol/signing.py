@@ -14,7 +14,7 @@ import nacl.exceptions
 import nacl.signing
 
 from protocol.b64 import decode_base64, encode_base64
-from protocol.canonical_json import JsonObject, _check_encodable, _encode_checked
+from protocol.canonical_json import JsonObject, _check_encodable, encode_trusted_json
 from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from protocol.ids import validate_key_id
 
@@ -122,7 +122,9 @@ def sign_json(
     name = format_key_id(key_id)
     unsigned = _unsigned_form(obj)
     _check_encodable(unsigned, 0)
-    return _with_signature(obj, entity, name, _sign_bytes(_encode_checked(unsigned), signing_key))
+    return _with_signature(
+        obj, entity, name, _sign_bytes(encode_trusted_json(unsigned), signing_key)
+    )
 
 
 def signature_of(obj: JsonObject, entity: str, name: str) -> bytes:
@@ -162,7 +164,7 @@ def canonical_signed_bytes(obj: JsonObject) -> bytes:
     unsigned = _unsigned_form(obj)
     try:
         _check_encodable(unsigned, 0)
-        return _encode_checked(unsigned)
+        return encode_trusted_json(unsigned)
     except ProtocolError as exc:
         raise RemoteProtocolError(ErrorCode.BAD_JSON, exc.message) from exc
 

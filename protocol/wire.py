@@ -22,9 +22,9 @@ from typing import Any
 from protocol.canonical_json import (
     MAX_SAFE_INTEGER,
     JsonObject,
-    _encode_checked,
     decode_json,
     encode_canonical_json,
+    encode_trusted_json,
 )
 from protocol.client_api import CLIENT_OPS
 from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
@@ -302,4 +302,4 @@ def encode_frame(frame: Frame, *, check: bool = True) -> bytes:
     else:
         message = frame.message[:MAX_ERROR_MESSAGE_LENGTH]
         value = {"id": frame.id, "error": {"code": frame.code, "message": message}}
-    return encode_canonical_json(value) if check else _encode_checked(value)
+    return encode_canonical_json(value) if check else encode_trusted_json(value)

@@ -15,9 +15,10 @@ from node.services.stream import client_event
 from node.services.to_device import ToDevice
 from node.session import Session
 from node.storage.db import Database
-from protocol import ErrorCode, EventType, JsonObject, RemoteProtocolError
+from protocol import Endpoint, ErrorCode, EventType, JsonObject, RemoteProtocolError
 from protocol.rooms import PowerLevels, RejectReason
 from protocol.rooms.schemas import STATE_TYPES
+from protocol.wire import MAX_FRAME_BYTES
 
 __all__ = ["message_handlers"]
 
@@ -91,6 +92,9 @@ def message_handlers(
         rows = await db.read(lambda conn: _page(conn, room.room_id, bound, limit + 1))
         more = len(rows) > limit
         rows = rows[:limit]
+        fitting = _fitting(rows)
+        more = more or fitting < len(rows)
+        rows = rows[:fitting]
         events = [_client_form(row, room.room_id, user_id, device_id) for row in reversed(rows)]
         return {"events": events, "before": events[0]["event_id"] if more and events else None}
 
@@ -138,6 +142,23 @@ def _page(
         "ORDER BY depth DESC, event_id DESC LIMIT ?",
         (room_id, *bound, limit),
     ).fetchall()
+
+
+# The answer stays within the /client frame limit (client.md §4 history, wire.md §1.4). An
+# event's client form is at most its stored form plus what the node adds — event id, room id,
+# unsigned — which is under 1 KiB; the frame's envelope is under 128 bytes.
+_HISTORY_BYTES = MAX_FRAME_BYTES[Endpoint.CLIENT] - 128
+_CLIENT_FORM_MARGIN = 1024
+
+
+def _fitting(rows: list[tuple[Any, ...]]) -> int:
+    """How many of ``rows`` (newest first) one answer can carry: at least one."""
+    size = 0
+    for count, row in enumerate(rows):
+        size += len(row[1].encode()) + _CLIENT_FORM_MARGIN
+        if size > _HISTORY_BYTES and count > 0:
+            return count
+    return len(rows)
 
 
 def _client_form(row: tuple[Any, ...], room_id: str, user_id: str, device_id: str) -> JsonObject:

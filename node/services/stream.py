@@ -30,7 +30,15 @@ from node.services.memberships import Memberships
 from node.session import Session
 from node.storage.db import Database
 from node.transport.frames import text_frame
-from protocol import JsonObject, Notice, encode_frame, redact_event
+from protocol import (
+    Endpoint,
+    JsonObject,
+    Notice,
+    encode_frame,
+    encode_trusted_json,
+    redact_event,
+)
+from protocol.wire import MAX_FRAME_BYTES
 
 __all__ = ["Item", "Stream", "SyncLimits", "client_event"]
 
@@ -110,6 +118,64 @@ def _batch(
         params["limited"] = limited
     # Items are built from stored, validated events: no need to walk them again.
     return encode_frame(Notice("sync_batch", params), check=False)
+
+
+# A sync_batch frame stays within the /client frame limit (client.md §5, wire.md §1.4). The
+# envelope around the items — op, position, caught_up and the brackets — takes < 128 bytes.
+BATCH_BYTES = MAX_FRAME_BYTES[Endpoint.CLIENT] - 128
+
+
+@dataclass(slots=True)
+class _Packed:
+    """One catch-up item, encoded once, and the room it opens in ``limited`` (if any)."""
+
+    position: int
+    encoded: bytes
+    limited_room: str | None = None
+
+    @property
+    def cost(self) -> int:
+        """Bytes it adds to a batch: the item, its comma, and its room in ``limited``."""
+        room = self.limited_room
+        return len(self.encoded) + 1 + (0 if room is None else len(room.encode()) + 3)
+
+
+def _pack(items: list[_Packed], max_items: int) -> list[list[_Packed]]:
+    """Split ``items`` into batches of at most ``max_items`` items and ``BATCH_BYTES``.
+
+    An item alone always fits: an event is at most 512 KiB (events.md §4) and a to-device
+    content 64 KiB (client.md §4), so no batch is ever empty or over the limit.
+    """
+    batches: list[list[_Packed]] = []
+    current: list[_Packed] = []
+    size = 0
+    for item in items:
+        cost = item.cost
+        if current and (len(current) >= max_items or size + cost > BATCH_BYTES):
+            batches.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += cost
+    if current:
+        batches.append(current)
+    return batches
+
+
+def _assemble(items: list[_Packed], position: int, *, caught_up: bool) -> bytes:
+    """The canonical ``sync_batch`` frame of pre-encoded items: the bytes ``_batch`` makes
+    (canonical-json.md §2 orders the keys caught_up, items, limited, position)."""
+    limited = [item.limited_room for item in items if item.limited_room is not None]
+    parts = [
+        b'{"op":"sync_batch","params":{"caught_up":',
+        b"true" if caught_up else b"false",
+        b',"items":[',
+        b",".join(item.encoded for item in items),
+        b"]",
+    ]
+    if limited:
+        parts += [b',"limited":', encode_trusted_json(limited)]
+    parts.append(b',"position":%d}}' % position)
+    return b"".join(parts)
 
 
 @dataclass(eq=False)
@@ -254,30 +320,7 @@ class Stream:
             if pending > limits.catch_up_limit:
                 await self._send_limited(syncing, rooms, start, target)
             else:
-                after = start
-                while after < target:
-                    query = functools.partial(
-                        _read_items,
-                        user_id=user_id,
-                        device_id=device_id,
-                        rooms=rooms,
-                        after=after,
-                        upto=target,
-                        limit=limits.batch_items,
-                    )
-                    rows = await self._db.read(query)
-                    items = [self._row_payload(syncing, row) for row in rows]
-                    visible = [item for item in items if item is not None]
-                    after = rows[-1][0] if len(rows) >= limits.batch_items else target
-                    if (
-                        syncing.session.closed.is_set()
-                        or self._syncing.get(syncing.session) is not syncing
-                    ):
-                        return
-                    syncing.sent = after
-                    await syncing.session.queue(_batch(visible, after, caught_up=after >= target))
-                if start >= target:
-                    await syncing.session.queue(_batch([], target, caught_up=True))
+                await self._send_all(syncing, rooms, start, target)
         except trio.Cancelled:
             raise
         except Exception:
@@ -320,31 +363,79 @@ class Stream:
             return {"position": position, "kind": kind, "room_id": room_id, "event": form}
         return {"position": position, "kind": kind, "room_id": room_id, **json.loads(data)}
 
+    def _still_wanted(self, syncing: _Syncing) -> bool:
+        """False once the session ended or synced again: its catch-up stops."""
+        return not syncing.session.closed.is_set() and self._syncing.get(syncing.session) is syncing
+
+    async def _send_all(self, syncing: _Syncing, rooms: list[str], start: int, target: int) -> None:
+        """client.md §5 step 2: every item after ``start``, in pages of ``batch_items``."""
+        limits = self._limits
+        after = start
+        while after < target:
+            query = functools.partial(
+                _read_items,
+                user_id=syncing.user_id,
+                device_id=syncing.device_id,
+                rooms=rooms,
+                after=after,
+                upto=target,
+                limit=limits.batch_items,
+            )
+            rows = await self._db.read(query)
+            packed = [
+                _Packed(payload["position"], encode_trusted_json(payload))
+                for payload in (self._row_payload(syncing, row) for row in rows)
+                if payload is not None
+            ]
+            page_end = rows[-1][0] if len(rows) >= limits.batch_items else target
+            if not self._still_wanted(syncing):
+                return
+            batches = _pack(packed, limits.batch_items) or [[]]
+            for index, batch in enumerate(batches):
+                last = index == len(batches) - 1
+                position = page_end if last else batch[-1].position
+                syncing.sent = position
+                frame = _assemble(batch, position, caught_up=last and position >= target)
+                await syncing.session.queue(frame)
+            after = page_end
+        if start >= target:
+            await syncing.session.queue(_batch([], target, caught_up=True))
+
     async def _send_limited(
         self, syncing: _Syncing, rooms: list[str], start: int, target: int
     ) -> None:
-        """client.md §5 step 3: the newest events of each room, and every to-device message."""
+        """client.md §5 step 3: the newest events of each room, and every to-device message.
+
+        A room is named in ``limited`` of the batch that holds its first (oldest) event.
+        """
         limits = self._limits
-        user_id, device_id = syncing.user_id, syncing.device_id
         query = functools.partial(
             _read_tails,
-            user_id=user_id,
-            device_id=device_id,
+            user_id=syncing.user_id,
+            device_id=syncing.device_id,
             rooms=rooms,
             after=start,
             upto=target,
             tail=limits.room_tail,
         )
         rows = await self._db.read(query)
-        items = [p for p in (self._row_payload(syncing, row) for row in rows) if p is not None]
-        limited = sorted({item["room_id"] for item in items if item["kind"] == "event"})
-        for offset in range(0, max(len(items), 1), limits.batch_items):
-            chunk = items[offset : offset + limits.batch_items]
-            last = offset + limits.batch_items >= len(items)
-            position = target if last else chunk[-1]["position"]
-            await syncing.session.queue(
-                _batch(chunk, position, caught_up=last, limited=limited if offset == 0 else None)
-            )
+        packed: list[_Packed] = []
+        opened: set[str] = set()
+        for row in rows:
+            payload = self._row_payload(syncing, row)
+            if payload is None:
+                continue
+            item = _Packed(payload["position"], encode_trusted_json(payload))
+            room_id = payload.get("room_id")
+            if payload["kind"] == "event" and isinstance(room_id, str) and room_id not in opened:
+                opened.add(room_id)
+                item.limited_room = room_id
+            packed.append(item)
+        batches = _pack(packed, limits.batch_items) or [[]]
+        for index, batch in enumerate(batches):
+            last = index == len(batches) - 1
+            position = target if last else batch[-1].position
+            await syncing.session.queue(_assemble(batch, position, caught_up=last))
 
     async def ack(self, user_id: str, device_id: str, position: int) -> None:
         """The device stored everything up to ``position`` (client.md §5 step 4)."""

@@ -8,7 +8,6 @@ import json
 import stat
 from pathlib import Path
 
-import pytest
 import trio
 import trio.testing
 
@@ -60,15 +59,6 @@ async def test_catch_up_then_live_in_order_each_item_once(node: NodeRunner) -> N
             assert sum(isinstance(u, client.CaughtUp) for u in seen) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the node fills a sync_batch with up to 100 items whatever their size: three of the "
-        "longest messages (400 KB each, spec/rooms.md §3) make a 1.2 MB frame, over the 1 MiB "
-        "/client limit a device must apply to what it receives (spec/wire.md §1.4). The client "
-        "answers too_large, closes 1009, reconnects, and is sent the same batch again."
-    ),
-)
 async def test_a_catch_up_of_the_longest_messages_fits_the_frame_limit(
     node: NodeRunner, network_clock: trio.testing.MockClock
 ) -> None:
