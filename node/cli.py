@@ -20,6 +20,7 @@ import trio
 import protocol
 from client.cli import CLIENT_COMMANDS
 from node.app import serve_node
+from node.cli_conformance import conformance
 from node.cli_users import user
 from node.config import (
     CONFIG_FILE_NAME,
@@ -158,6 +159,7 @@ def serve(
 
 
 cli.add_command(user)
+cli.add_command(conformance)
 for _command in CLIENT_COMMANDS:
     cli.add_command(_command)
 

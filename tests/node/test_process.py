@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -99,3 +100,30 @@ async def test_serve_answers_pings_and_stops_cleanly_on_a_signal(
     assert parse_logfmt(stderr.lines[2])["signal"] == stop_signal.name
     seed = (data / KEY_FILE_NAME).read_text().split()[2]
     assert not any(seed in line for line in stderr.lines)
+
+
+async def test_kith_conformance_passes_against_a_served_node(tmp_path: Path) -> None:
+    data = tmp_path / "kith-data"
+    data.mkdir()
+    (data / "kith.toml").write_text('[registration]\nmode = "token"\ntoken = "conform-token"\n')
+    results = tmp_path / "results.jsonl"
+    with trio.fail_after(20 * TIMEOUT):
+        async with kith_serve(data) as (process, stderr):
+            url = (await stderr.wait_for_event("listening"))["url"]
+            command = [sys.executable, "-m", "node", "conformance", url]
+            command += ["--registration-token", "conform-token", "--output", str(results)]
+            check = await trio.run_process(
+                command,
+                cwd=_REPO_ROOT,
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
+            process.send_signal(signal.SIGTERM)
+            await stderr.read_to_end()
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    outcomes = {line["outcome"] for line in lines}
+    assert check.returncode == 0, [line for line in lines if line["outcome"] != "passed"]
+    assert outcomes == {"passed"}
+    # The whole suite ran, client protocol tests included.
+    assert len(lines) > 300
+    assert any("test_client.py" in line["test"] for line in lines)
