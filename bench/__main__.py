@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bench import rooms, sign_verify
+from bench import node_load, rooms, sign_verify
 
 if __name__ == "__main__":
     sign_verify.main()
     rooms.main()
+    node_load.main()
