@@ -49,17 +49,15 @@ class _Flusher:
 _flusher: trio.lowlevel.RunVar[_Flusher] = trio.lowlevel.RunVar("kith_outbox_flusher")
 
 
-def _mark_dirty(outbox: Outbox) -> None:
-    """Have ``outbox`` flushed once the tasks runnable now have run (no system call)."""
+def _run_flusher() -> _Flusher:
+    """The flusher of the current trio run, started with the run's first outbox."""
     try:
-        flusher = _flusher.get()
-    except LookupError:  # the first outbox of this trio run
+        return _flusher.get()
+    except LookupError:
         flusher = _Flusher()
         _flusher.set(flusher)
         trio.lowlevel.spawn_system_task(flusher.run, name="kith-outbox-flusher")
-    if not flusher.dirty:
-        flusher.wake.set()
-    flusher.dirty[outbox] = None
+        return flusher
 
 
 def raw_writer(stream: trio.abc.Stream) -> Callable[[bytes], int] | None:
@@ -94,6 +92,7 @@ class Outbox:
         self._wake = trio.Event()
         self._space = trio.Event()
         self._space.set()
+        self._flusher = _run_flusher()
         self.overflowed = False
         """Set when a push found more than ``limit`` bytes waiting: the connection is dropped."""
 
@@ -108,7 +107,11 @@ class Outbox:
             self._wake.set()
             return False
         self._add(framed)
-        _mark_dirty(self)  # many pushes of one round share a write
+        # Flushed once the tasks runnable now have run: many pushes of one round share a write.
+        flusher = self._flusher
+        if not flusher.dirty:
+            flusher.wake.set()
+        flusher.dirty[self] = None
         return True
 
     async def put(self, framed: bytes) -> None:
