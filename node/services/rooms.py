@@ -73,6 +73,21 @@ def _stored_json(event: JsonObject) -> str:
     return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, room_id, position, depth, sender, type, state_key, accepted, "
+    "reason, json, sender_device, txn_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SET_VERDICT = "UPDATE events SET accepted = ?, reason = ? WHERE event_id = ?"
+_INSERT_STREAM_ROW = (
+    "INSERT INTO stream (position, kind, room_id, event_id, user_id, data) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_MEMBERSHIP = (
+    "INSERT INTO memberships (room_id, user_id, position, membership) VALUES (?, ?, ?, ?)"
+)
+_SET_REDACTED = "UPDATE events SET redacted_by = ?, json = ? WHERE event_id = ?"
+
+
 class RoomService:
     """The rooms this node holds, and every change local users make to them."""
 
@@ -422,29 +437,16 @@ class RoomService:
                     "VALUES (?, ?, ?, ?)",
                     room_row,
                 )
-            conn.executemany(
-                "INSERT INTO events (event_id, room_id, position, depth, sender, type, "
-                "state_key, accepted, reason, json, sender_device, txn_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                staged.event_rows,
-            )
-            conn.executemany(
-                "UPDATE events SET accepted = ?, reason = ? WHERE event_id = ?", staged.verdicts
-            )
-            conn.executemany(
-                "INSERT INTO stream (position, kind, room_id, event_id, user_id, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                staged.stream_rows,
-            )
-            conn.executemany(
-                "INSERT INTO memberships (room_id, user_id, position, membership) "
-                "VALUES (?, ?, ?, ?)",
-                staged.membership_rows,
-            )
-            conn.executemany(
-                "UPDATE events SET redacted_by = ?, json = ? WHERE event_id = ?",
-                staged.redactions,
-            )
+            # Only the statements with rows run: a message is one event and one stream row.
+            for statement, rows in (
+                (_INSERT_EVENT, staged.event_rows),
+                (_SET_VERDICT, staged.verdicts),
+                (_INSERT_STREAM_ROW, staged.stream_rows),
+                (_INSERT_MEMBERSHIP, staged.membership_rows),
+                (_SET_REDACTED, staged.redactions),
+            ):
+                if rows:
+                    conn.executemany(statement, rows)
             if staged.txn is not None:
                 user_id, device_id, txn_id, result = staged.txn
                 store_txn(conn, (user_id, device_id, txn_id), result, self._clock_ms())
