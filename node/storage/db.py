@@ -1,8 +1,9 @@
 """The node's database: one SQLite file in WAL mode, one writer, many readers.
 
 Writes are plain functions of a connection, queued to the **writer thread**. The writer
-takes every job waiting, runs them in one transaction — each inside a savepoint, so one
-failing job does not undo the others — commits once, and only then wakes the waiting tasks
+takes every job waiting, runs them in one transaction — if one fails, the batch runs again
+with each job in a savepoint, so one failing job does not undo the others — commits once,
+and only then wakes the waiting tasks
 (group commit: under load many writes share one commit; alone, a write commits at once).
 ``await db.write(job)`` therefore returns only after the job's effects are durable, which is
 what lets the node acknowledge a request only after it is committed.
@@ -125,7 +126,8 @@ class Database:
         returns — and for the jobs of one database strictly in the order they were queued
         (trio runs ``run_sync_soon`` callbacks in order), which is how the node publishes
         its stream in position order. If ``job`` raises, its changes are rolled back (the
-        rest of the batch is not) and the exception is raised here.
+        rest of the batch is not) and the exception is raised here. ``job`` may run more than
+        once (its changes undone in between): it must act only on the connection.
         """
         if self._writer is None:
             raise RuntimeError("the database is not open")
@@ -157,16 +159,11 @@ class Database:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Pending[Any]]) -> None:
-        results: list[outcome.Outcome[Any]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
-                conn.execute("SAVEPOINT job")
-                result = outcome.capture(pending.job, conn)
-                if isinstance(result, outcome.Error):
-                    conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                results.append(result)
+            results = self._run_batch(conn, batch, isolated=False)
+            if results is None:  # a job failed: again, each job in a savepoint of its own
+                results = self._run_batch(conn, batch, isolated=True)
+            assert results is not None
             conn.execute("COMMIT")
             self.commits += 1
         except sqlite3.Error as exc:  # the commit itself failed: nothing of the batch stands
@@ -177,6 +174,35 @@ class Database:
             # If the waiting run is gone, the write stands all the same.
             with contextlib.suppress(trio.RunFinishedError):
                 pending.token.run_sync_soon(pending.finish, result)
+
+    @staticmethod
+    def _run_batch(
+        conn: sqlite3.Connection, batch: list[_Pending[Any]], *, isolated: bool
+    ) -> list[outcome.Outcome[Any]] | None:
+        """Run the jobs in one open transaction; the caller commits.
+
+        Not ``isolated``, the jobs run back to back — two statements fewer per job, the
+        common case — and the first failure rolls everything back and returns None.
+        ``isolated``, each job runs in a savepoint, and a failing job's changes alone are
+        undone. A job may therefore run twice; it acts only on ``conn``, so that is safe.
+        """
+        conn.execute("BEGIN IMMEDIATE")
+        results: list[outcome.Outcome[Any]] = []
+        for pending in batch:
+            if not isolated:
+                result = outcome.capture(pending.job, conn)
+                if isinstance(result, outcome.Error):
+                    conn.execute("ROLLBACK")
+                    return None
+                results.append(result)
+                continue
+            conn.execute("SAVEPOINT job")
+            result = outcome.capture(pending.job, conn)
+            if isinstance(result, outcome.Error):
+                conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
+            results.append(result)
+        return results
 
     # --- reading --------------------------------------------------------------------------
 

@@ -93,6 +93,44 @@ async def test_concurrent_writes_share_commits_and_a_failure_stays_its_own(tmp_p
         await db.aclose()
 
 
+async def test_a_job_that_fails_after_writing_leaves_nothing_and_its_batch_commits(
+    tmp_path: Path,
+) -> None:
+    db = await Database.open(tmp_path / "kith.db")
+    failures: list[str] = []
+
+    def half_done(room_id: str) -> Callable[[sqlite3.Connection], str]:
+        insert = _insert_room(room_id)
+
+        def job(conn: sqlite3.Connection) -> str:
+            insert(conn)
+            raise ValueError(room_id)
+
+        return job
+
+    async def write(i: int) -> None:
+        job = half_done(f"!bad{i}") if i % 7 == 3 else _insert_room(f"!r{i}")
+        try:
+            await db.write(job)
+        except ValueError as exc:
+            failures.append(str(exc))
+
+    try:
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                for i in range(200):
+                    nursery.start_soon(write, i)
+            bad = [f"!bad{i}" for i in range(200) if i % 7 == 3]
+            assert sorted(failures) == sorted(bad)
+            stored = await db.read(
+                lambda conn: {r for (r,) in conn.execute("SELECT room_id FROM rooms")}
+            )
+            assert stored == {f"!r{i}" for i in range(200) if i % 7 != 3}
+            assert db.commits < 200
+    finally:
+        await db.aclose()
+
+
 async def test_queued_writes_finish_before_close_and_survive_reopening(tmp_path: Path) -> None:
     path = tmp_path / "kith.db"
     db = await Database.open(path)
