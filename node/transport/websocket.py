@@ -1,30 +1,43 @@
 """The node's WebSocket server: ``/client`` and ``/federation`` over one port (spec/wire.md).
 
-Built directly on wsproto, because the node's hot path is writing: a stream item published
-to a room is framed once (``node.transport.frames``) and the same bytes go to every member's
-socket, and each connection's pump writes everything waiting in its outbox with one
-``send_all``. Reading goes through wsproto event by event.
+Written for the node's two hot paths. Writing: a stream item published to a room is framed
+once (``node.transport.frames``) and the same bytes go to every member's socket, each
+connection's outbox writing everything waiting with one system call. Reading: many devices
+each sending a small request now and then, so a received frame costs one header parse and
+one XOR (``node.transport.frame_reader``). The HTTP handshake is h11's
+(``node.transport.handshake``).
 
 Handshake (spec/wire.md §1): the path picks the endpoint, and with it who the peer is — a
 user's device on ``/client``, another node on ``/federation``; any other path is refused
 with HTTP 404. A client that offers subprotocols must offer ``kith.v1`` (else HTTP 400); one
-that offers none is accepted without a subprotocol. With ``max_connections``, a connection
-accepted while the node already serves that many is told ``too_many_connections`` (error
-frame, null ``id``) and closed with 1008 (spec/client.md §7). With an ``ssl.SSLContext``
-the same endpoints are served over TLS only (``wss://``).
+that offers none is accepted without a subprotocol. A request that is not a WebSocket
+upgrade (RFC 6455 §4.2.1) is refused with 400 (426 for a version other than 13). Frames the
+client sent right behind its request are read as the first frames of the connection. With
+``max_connections``, a connection accepted while the node already serves that many is told
+``too_many_connections`` (error frame, null ``id``) and closed with 1008 (spec/client.md
+§7). With an ``ssl.SSLContext`` the same endpoints are served over TLS only (``wss://``).
 
 Each connection then has one reader loop, which decodes every text message as a frame and
 answers it in order (spec/wire.md §3-§4):
 
 * a request → the dispatcher's result or error frame, with the request's ``id``;
 * an undecodable message → the error frame ``decode_frame`` asks for; when the message could
-  not be parsed at all, the connection is then closed with its close code (1007, 1009);
+  not be parsed at all (not JSON, not UTF-8, too large), the connection is then closed with
+  its close code (1007, 1009);
 * a result nobody asked for → ``bad_frame`` with its ``id``;
 * an error frame → nothing, ever: answering errors with errors lets two nodes ping-pong;
-* a binary message → ``bad_frame``, then close 1003 (frames are text).
+* a binary message → ``bad_frame``, then close 1003 (frames are text);
+* a ping → a pong, queued behind what the outbox holds;
+* a frame no client may send (RFC 6455 §5) → close 1002 (1007, 1009) without an answer, and
+  a message over ``MAX_MESSAGE_BYTES`` is refused from its header, before it is read.
 
 Requests are handled one after another, so answers leave in the order requests came in and
 a peer that floods the socket is slowed down by its own unanswered requests.
+
+Closing (RFC 6455 §5.5.1, §7): the node sends one close frame, after everything queued
+before it, then waits up to ``CLOSE_TIMEOUT`` for the peer's close and drops TCP. A peer's
+close is answered with a close echoing its code (unless the node had sent its own), then
+TCP is dropped.
 """
 
 from __future__ import annotations
@@ -32,33 +45,26 @@ from __future__ import annotations
 import contextlib
 import itertools
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Ping,
-    RejectConnection,
-    RejectData,
-    TextMessage,
-)
-from wsproto.events import (
-    Request as Handshake,
-)
-from wsproto.utilities import LocalProtocolError as WebSocketProtocolError
-from wsproto.utilities import RemoteProtocolError as WebSocketRemoteError
 
 from node.dispatch import Dispatcher
 from node.log import get_log
 from node.session import Peer, Session
-from node.transport.frames import text_frame
+from node.transport.frame_reader import (
+    BinaryMessage,
+    Close,
+    Event,
+    FrameReader,
+    Ping,
+    ProtocolViolation,
+    TextMessage,
+)
+from node.transport.frames import close_frame, pong_frame, text_frame
+from node.transport.handshake import HandshakeError, ServerHandshake
 from node.transport.outbox import Outbox, raw_writer
 from protocol import (
     SUBPROTOCOL,
@@ -88,7 +94,8 @@ __all__ = [
 log = get_log(__name__)
 
 MAX_MESSAGE_BYTES: Final = 2 * max(MAX_FRAME_BYTES.values())
-"""Where the server stops reading a message and closes with 1009 (spec/wire.md §4).
+"""Largest message the server reads; a longer one is refused from its first frame's header
+with close 1009 (spec/wire.md §4).
 
 It is above the frame limits of spec/wire.md §1 on purpose: a message just over its
 endpoint's limit reaches ``decode_frame`` and is answered ``too_large`` before the close.
@@ -96,10 +103,8 @@ endpoint's limit reaches ``decode_frame`` and is answered ``too_large`` before t
 HANDSHAKE_TIMEOUT: Final = 10.0
 """Seconds a new TCP connection (TLS included) gets to complete its WebSocket handshake."""
 CLOSE_TIMEOUT: Final = 10.0
-"""Seconds the node waits for the peer to answer its close frame before dropping TCP."""
+"""Seconds the node waits, when closing, for queued frames to leave and the peer's close."""
 _RECEIVE_BYTES: Final = 65536
-_WRITE_BATCH_BYTES: Final = 256 * 1024
-_MAX_CLOSE_REASON_BYTES: Final = 123  # RFC 6455 §5.5: control frame payload ≤ 125 bytes
 _BINARY_REFUSED: Final = "binary frames are not used"
 _ROLES: Final = {Endpoint.CLIENT: Role.CLIENT, Endpoint.FEDERATION: Role.NODE}
 _NOT_FOUND: Final = b"not found: a Kith node serves /client and /federation"
@@ -128,10 +133,6 @@ class BoundAddress:
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}"
 
 
-def _close_reason(text: str) -> str:
-    return text.encode()[:_MAX_CLOSE_REASON_BYTES].decode(errors="ignore")
-
-
 def _describe(stream: trio.abc.Stream) -> str:
     socket_stream = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     if not isinstance(socket_stream, trio.SocketStream):
@@ -144,51 +145,124 @@ def _describe(stream: trio.abc.Stream) -> str:
     return f"{host}:{port}"
 
 
-class _Connection:
-    """One accepted WebSocket: wsproto's state and the TCP (or TLS) stream under it."""
+async def _receive(stream: trio.abc.Stream) -> bytes:
+    """The next bytes from the peer; :class:`_PeerLeftError` once it is gone."""
+    try:
+        data = await stream.receive_some(_RECEIVE_BYTES)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise _PeerLeftError from exc
+    if not data:
+        raise _PeerLeftError
+    return bytes(data)
 
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection, pending: list[Event]) -> None:
+
+class _Connection:
+    """One accepted WebSocket: the stream, its frame reader and the closing handshake."""
+
+    def __init__(self, stream: trio.abc.Stream, reader: FrameReader) -> None:
         self.stream = stream
-        self.ws = ws
-        self.pending = pending
+        self.reader = reader
         self.write_lock = trio.Lock()
         self.outbox: Outbox | None = None
-        self.close_reply: bytes | None = None
-        """The answer to the peer's close frame, written once the outbox is done."""
+        self.close_sent = False
+        self.close_received = False
+        self.at_frame_boundary = True
+        """False while, or after, a write stopped inside a frame: no close frame may follow."""
+        self.outbox_done = False
+        """Set once the outbox's writers are done: a late flush must not write any more."""
+        self.dropped = False
+        self._raw_write = raw_writer(stream)
+
+    def write_now(self) -> Callable[[bytes], int] | None:
+        """The outbox's non-blocking write (None over TLS), guarded for a closing socket.
+
+        It writes nothing once the outbox is done or TCP dropped: a flush that comes later
+        must not slip frames in after the close frame, nor reach a new connection that was
+        given the same file descriptor.
+        """
+        raw_write = self._raw_write
+        if raw_write is None:
+            return None
+
+        def write(data: bytes) -> int:
+            if self.outbox_done or self.dropped:
+                return 0
+            written = raw_write(data)
+            self.at_frame_boundary = written == len(data)
+            return written
+
+        return write
 
     async def write(self, data: bytes) -> None:
+        """Write all of ``data``, waiting for the socket."""
         async with self.write_lock:
+            if self.dropped:
+                raise _PeerLeftError
+            self.at_frame_boundary = False
             try:
                 await self.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise _PeerLeftError from exc
+            self.at_frame_boundary = True
 
-    async def events(self) -> Event:
-        """The next wsproto event, reading from the stream as needed."""
-        while not self.pending:
-            try:
-                data = await self.stream.receive_some(_RECEIVE_BYTES)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise _PeerLeftError from exc
-            if not data:
-                raise _PeerLeftError
-            self.ws.receive_data(bytes(data))
-            self.pending.extend(self.ws.events())
-        return self.pending.pop(0)
+    async def next_event(self) -> Event:
+        """The next event from the peer, reading the stream as needed.
+
+        Raises :class:`ProtocolViolation` for a frame no client may send.
+        """
+        reader = self.reader
+        while (event := reader.next_event()) is None:
+            reader.receive_data(await _receive(self.stream))
+        if type(event) is Close:
+            self.close_received = True
+        return event
+
+    async def send_close(self, code: int | None, reason: str = "") -> None:
+        """Send the close frame, once per connection (RFC 6455 §5.5.1)."""
+        if self.close_sent or not self.at_frame_boundary:
+            return
+        self.close_sent = True
+        await self.write(close_frame(code, reason))
 
     async def close(self, code: int, reason: str) -> None:
-        """Send a close frame (if still open), wait a little for the peer's, drop TCP."""
+        """Close from our side: send our close frame, wait a little for the peer's, drop TCP.
+
+        After a frame no client may send, the rest of the stream cannot be read as frames:
+        the node then half-closes and discards what still comes until the peer closes, so
+        that its close frame, arriving late, does not make the drop a reset that destroys
+        ours (RFC 6455 §7.1.7 fails the connection; the TCP close stays orderly).
+        """
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
-                if self.ws.state is ConnectionState.OPEN:
-                    frame = self.ws.send(CloseConnection(code=code, reason=_close_reason(reason)))
-                    await self.write(frame)
-                while self.ws.state is not ConnectionState.CLOSED:
-                    event = await self.events()
-                    if isinstance(event, CloseConnection):
-                        break
-            except (_PeerLeftError, WebSocketProtocolError, WebSocketRemoteError):
+                await self.send_close(code, reason)
+                # RFC 6455 §7.1.1: the server closes TCP once the closing handshake is done.
+                while self.close_sent and not self.close_received:
+                    await self.next_event()
+            except _PeerLeftError:
                 pass
+            except ProtocolViolation:
+                await self._discard_until_peer_closes()
+        await self.drop()
+
+    async def _discard_until_peer_closes(self) -> None:
+        if not isinstance(self.stream, trio.SocketStream):
+            return  # TLS has no half-close: just drop
+        try:
+            await self.stream.send_eof()
+            while True:
+                await _receive(self.stream)
+        except (_PeerLeftError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def answer_close(self, peer_close: Close) -> None:
+        """Answer the peer's close with its code (unless ours went first), then drop TCP."""
+        with trio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(_PeerLeftError):
+            await self.send_close(peer_close.code)
+        await self.drop()
+
+    async def drop(self) -> None:
+        """Close the TCP (or TLS) stream without further ado."""
+        self.dropped = True
         await trio.aclose_forcefully(self.stream)
 
 
@@ -207,7 +281,7 @@ class WebSocketEndpoints:
         try:
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 accepted = await self._handshake(stream)
-        except (trio.TooSlowError, _PeerLeftError, WebSocketRemoteError, trio.BrokenResourceError):
+        except (trio.TooSlowError, _PeerLeftError, trio.BrokenResourceError):
             accepted = None
         if accepted is None:
             await trio.aclose_forcefully(stream)
@@ -223,36 +297,49 @@ class WebSocketEndpoints:
             self.open_connections -= 1
 
     async def _handshake(self, stream: trio.abc.Stream) -> tuple[_Connection, Peer] | None:
-        ws = WSConnection(ConnectionType.SERVER)
-        connection = _Connection(stream, ws, [])
-        event = await connection.events()
-        if not isinstance(event, Handshake):
-            return None
+        """Read the opening request and answer it; the connection if it was accepted."""
+        handshake = ServerHandshake()
         remote = _describe(stream)
-        path = event.target.partition("?")[0]
-        endpoint = ENDPOINT_PATHS.get(path)
-        if endpoint is None:
-            log.debug("handshake_rejected", status=404, path=path[:200], remote=remote)
-            await self._reject(connection, 404, _NOT_FOUND)
+        try:
+            while (request := handshake.next_request()) is None:
+                handshake.receive_data(await _receive(stream))
+        except HandshakeError as refused:
+            log.debug("handshake_rejected", status=refused.status, why=refused.message)
+            body = refused.message.encode()
+            await self._refuse(stream, handshake.reject(refused.status, body, refused.headers))
             return None
-        offered = event.subprotocols
+        endpoint = ENDPOINT_PATHS.get(request.path)
+        if endpoint is None:
+            log.debug("handshake_rejected", status=404, path=request.path[:200], remote=remote)
+            await self._refuse(stream, handshake.reject(404, _NOT_FOUND))
+            return None
+        offered = request.subprotocols
         if offered and SUBPROTOCOL not in offered:
             log.debug("handshake_rejected", status=400, subprotocols=",".join(offered)[:200])
-            await self._reject(connection, 400, f"subprotocol {SUBPROTOCOL} required".encode())
+            body = f"subprotocol {SUBPROTOCOL} required".encode()
+            await self._refuse(stream, handshake.reject(400, body))
             return None
-        await connection.write(
-            ws.send(AcceptConnection(subprotocol=SUBPROTOCOL if offered else None))
-        )
+        connection = _Connection(stream, FrameReader(MAX_MESSAGE_BYTES))
+        await connection.write(handshake.accept(SUBPROTOCOL if offered else None))
+        # Frames the client sent without waiting for our answer are its first frames.
+        connection.reader.receive_data(handshake.trailing_data)
         return connection, Peer(next(self._connection_ids), endpoint, _ROLES[endpoint], remote)
 
     @staticmethod
-    async def _reject(connection: _Connection, status: int, body: bytes) -> None:
-        headers = [(b"content-type", b"text/plain; charset=utf-8")]
-        reply = connection.ws.send(
-            RejectConnection(status_code=status, headers=headers, has_body=True)
-        )
-        reply += connection.ws.send(RejectData(data=body))
-        await connection.write(reply)
+    async def _refuse(stream: trio.abc.Stream, response: bytes) -> None:
+        """Write the refusal, then read until the client closes (within the handshake's time).
+
+        Closing with unread bytes in the socket would send a reset, which can destroy the
+        response before the client reads it (RFC 9112 §9.6: a server closes gradually).
+        """
+        try:
+            await stream.send_all(response)
+            if isinstance(stream, trio.SocketStream):
+                await stream.send_eof()
+            while await stream.receive_some(_RECEIVE_BYTES):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
 
     async def _refuse_over_limit(self, connection: _Connection, peer: Peer) -> None:
         log.info(
@@ -281,89 +368,96 @@ class WebSocketEndpoints:
             "connection_opened", conn=peer.connection_id, endpoint=peer.endpoint, remote=peer.remote
         )
         session = Session(peer)
-        outbox = Outbox(connection.write, raw_writer(connection.stream))
+        outbox = Outbox(connection.write, connection.write_now())
         session.attach(outbox)
         connection.outbox = outbox
         closing: tuple[int, str] | None = None
-        peer_left = False
+        peer_close: Close | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, connection, session, outbox)
-                closing = await self._read_loop(connection, session)
-                peer_left = closing is None
-                if peer_left:
+                nursery.start_soon(self._pump, outbox, nursery.cancel_scope)
+                ending = await self._read_loop(connection, session)
+                if ending is None:  # the peer left: nobody reads what is queued
                     nursery.cancel_scope.cancel()
                 else:
-                    outbox.finish()  # the pump writes what is queued, then stops
+                    if isinstance(ending, Close):
+                        peer_close = ending
+                    else:
+                        closing = ending
+                    # The pump writes what is queued, then stops; a peer that does not read
+                    # it gets CLOSE_TIMEOUT, as for its close frame.
+                    outbox.finish()
+                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+            if outbox.overflowed:
+                log.info("connection_too_slow", conn=peer.connection_id)
+                closing = (CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
         except Exception:
             log.exception("connection_failed", conn=peer.connection_id, endpoint=peer.endpoint)
             closing = (CloseCode.INTERNAL_ERROR, "internal error")
         finally:
+            connection.outbox_done = True
             session.end()
             with trio.CancelScope(shield=True):
                 if closing is not None:
                     await connection.close(*closing)
-                elif connection.close_reply is not None:
-                    with contextlib.suppress(_PeerLeftError):
-                        await connection.write(connection.close_reply)
-                    await trio.aclose_forcefully(connection.stream)
+                elif peer_close is not None:
+                    await connection.answer_close(peer_close)
                 else:
-                    await trio.aclose_forcefully(connection.stream)
+                    await connection.drop()
             log.debug(
                 "connection_closed",
                 conn=peer.connection_id,
-                by="peer" if peer_left else "node",
+                by="node" if closing is not None else "peer",
                 code=closing[0] if closing is not None else None,
             )
 
-    async def _read_loop(self, connection: _Connection, session: Session) -> tuple[int, str] | None:
-        """Answer messages until one asks to close (its code and reason) or the peer leaves."""
-        parts: list[str] = []
-        size = 0
+    async def _read_loop(
+        self, connection: _Connection, session: Session
+    ) -> tuple[int, str] | Close | None:
+        """Answer messages until one asks the node to close (code and reason), the peer
+        closes (its close frame) or leaves (None)."""
+        outbox = connection.outbox
+        assert outbox is not None
         try:
             while True:
-                event = await connection.events()
+                event = await connection.next_event()
                 if isinstance(event, TextMessage):
-                    parts.append(event.data)
-                    size += len(event.data)
-                    if size > MAX_MESSAGE_BYTES:
-                        return CloseCode.MESSAGE_TOO_BIG, "message too big"
-                    if event.message_finished:
-                        text, parts, size = "".join(parts), [], 0
-                        closing = await self._receive_text(session, text)
-                        if closing is not None:
-                            return closing
-                elif isinstance(event, BytesMessage):
-                    return await self._refuse_binary(session)
-                elif isinstance(event, Ping) and connection.outbox is not None:
+                    closing = await self._receive_text(session, event.data)
+                    if closing is not None:
+                        return closing
+                elif isinstance(event, Ping):
                     # Through the outbox, so the pong never cuts into a frame being written.
-                    connection.outbox.put_nowait(connection.ws.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if connection.ws.state is ConnectionState.OPEN:
-                        # wsproto reports a frame no peer may send (bad UTF-8, a bad opcode)
-                        # as a close event of its own: we close with its code.
-                        return int(event.code), event.reason or "invalid frame"
-                    if connection.ws.state is ConnectionState.REMOTE_CLOSING:
-                        connection.close_reply = connection.ws.send(event.response())
-                    return None
+                    outbox.put_nowait(pong_frame(event.payload))
+                elif isinstance(event, BinaryMessage):
+                    return await self._refuse_binary(session)
+                elif isinstance(event, Close):
+                    return event
+                # A pong needs nothing: the node sends no pings, so it is unsolicited (§5.5.3).
+        except ProtocolViolation as violation:
+            log.debug(
+                "frame_violation",
+                conn=session.peer.connection_id,
+                code=violation.close_code,
+                why=violation.reason,
+            )
+            return violation.close_code, violation.reason
         except _PeerLeftError:
             return None
 
-    async def _pump(self, connection: _Connection, session: Session, outbox: Outbox) -> None:
-        """Write what the outbox's flush could not; close a connection that fell behind."""
-        try:
+    @staticmethod
+    async def _pump(outbox: Outbox, reader_scope: trio.CancelScope) -> None:
+        """Write what the outbox's flush could not; stop the reader of a connection that
+        fell behind (its outbox overflowed) or broke."""
+        with contextlib.suppress(_PeerLeftError):  # the reader sees it too and ends
             await outbox.pump()
-        except _PeerLeftError:
-            return  # the reader sees it too and ends the connection
         if outbox.overflowed:
-            log.info("connection_too_slow", conn=session.peer.connection_id)
-            await connection.close(CloseCode.POLICY_VIOLATION, "too slow: resume from your cursor")
+            reader_scope.cancel()
 
-    async def _receive_text(self, session: Session, text: str) -> tuple[int, str] | None:
+    async def _receive_text(self, session: Session, data: bytes) -> tuple[int, str] | None:
         """Answer one text message; the close code and reason if the connection must close."""
         peer = session.peer
         try:
-            frame = decode_frame(text, endpoint=peer.endpoint, sender=peer.role)
+            frame = decode_frame(data, endpoint=peer.endpoint, sender=peer.role)
         except FrameError as exc:
             log.debug("frame_refused", conn=peer.connection_id, code=exc.code, fatal=exc.fatal)
             await session.queue(encode_frame(exc.to_response()))

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 import trio
+from trio_websocket import ConnectionClosed
 
-from protocol import SUBPROTOCOL, Frame, Role, decode_frame
+from node.dispatch import Dispatcher
+from node.session import Session
+from node.transport.frame_reader import FrameReader
+from node.transport.outbox import Outbox
+from node.transport.websocket import (
+    MAX_MESSAGE_BYTES,
+    _Connection,
+    open_listeners,
+    serve_websocket_endpoints,
+)
+from protocol import SUBPROTOCOL, Frame, JsonObject, Role, decode_frame
 from protocol.wire import MAX_FRAME_BYTES, CloseCode, Endpoint
 from tests.node.wsclient import (
     TIMEOUT,
@@ -239,7 +251,7 @@ async def test_a_bug_while_serving_closes_only_that_connection_with_1011(
     node_port: int, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def decode_or_crash(data: str | bytes, *, endpoint: Endpoint, sender: Role) -> Frame:
-        if data == "crash":
+        if data == b"crash":  # text messages reach the decoder as bytes
             raise RuntimeError("a bug in the node")
         return decode_frame(data, endpoint=endpoint, sender=sender)
 
@@ -255,3 +267,48 @@ async def test_a_bug_while_serving_closes_only_that_connection_with_1011(
     assert [record.msg for record in caplog.records if record.levelname == "ERROR"] == [
         "connection_failed"
     ]
+
+
+async def test_a_flush_after_the_node_began_closing_writes_nothing() -> None:
+    # The outbox flusher may run after the connection finished: its bytes must neither
+    # follow the close frame nor reach the next connection given the same descriptor.
+    left, right = trio.socket.socketpair()
+    with trio.fail_after(TIMEOUT):
+        async with trio.SocketStream(right) as peer:
+            connection = _Connection(trio.SocketStream(left), FrameReader(MAX_MESSAGE_BYTES))
+            write_now = connection.write_now()
+            assert write_now is not None
+            assert write_now(b"first") == 5
+            connection.outbox_done = True
+            assert write_now(b"late") == 0
+            await connection.drop()
+            assert write_now(b"dropped") == 0
+            received = b""
+            while chunk := await peer.receive_some():
+                received += chunk
+    assert received == b"first"
+
+
+async def test_a_connection_that_falls_behind_is_closed_with_1008_cleanly(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr("node.transport.websocket.Outbox", functools.partial(Outbox, limit=65536))
+
+    async def flood(session: Session, params: JsonObject) -> JsonObject:
+        for _ in range(2000):  # far more than the socket and the outbox hold
+            session.push_nowait(b'{"op":"x","params":{"pad":"' + b"y" * 1000 + b'"}}')
+        return {}
+
+    listeners = await open_listeners("127.0.0.1", 0)
+    address = await nursery.start(serve_websocket_endpoints, Dispatcher({"ping": flood}), listeners)
+    with trio.fail_after(TIMEOUT):
+        async with connect(address.port, "/federation") as ws:
+            await send(ws, ping(1))
+            while True:  # read only once the node has given up on us
+                try:
+                    await ws.get_message()
+                except ConnectionClosed as closed:
+                    assert closed.reason is not None
+                    assert closed.reason.code == CloseCode.POLICY_VIOLATION
+                    break
+    assert [record.msg for record in caplog.records if record.levelname == "ERROR"] == []
