@@ -19,11 +19,10 @@ deactivated user authenticates, which is what revoking them means (§1).
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,6 +39,7 @@ __all__ = [
     "Deactivation",
     "Device",
     "Login",
+    "SignOut",
     "SignOutReason",
     "User",
     "hash_token",
@@ -58,6 +58,17 @@ class SignOutReason:
     LOGOUT = "logout"
     REVOKED = "revoked"
     USER_DEACTIVATED = "user_deactivated"
+
+
+@dataclass(frozen=True, slots=True)
+class SignOut:
+    """One row of the sign-out log: a device (or, with ``device_id`` None, every device of
+    the user) that may no longer act, and the ``signed_out`` reason to give."""
+
+    id: int
+    user_id: str
+    device_id: str | None
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,32 +432,33 @@ class Accounts:
         if not await self._db.write(job):
             raise _error(ErrorCode.NOT_FOUND, f"no device {device_id!r}")
 
-    async def ended(self, devices: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """Of ``(user_id, device_id)`` pairs, those that no longer may act, with the reason.
+    async def signouts_after(self, after: int) -> list[SignOut]:
+        """The sign-out log after ``after`` (schema ``signouts``): devices removed and users
+        deactivated, by whatever process, in order. The log's newest id with ``after=-1``
+        is :meth:`last_signout`."""
 
-        A pair has ended when its device is gone (``revoked``) or its user was deactivated.
-        """
-        pairs = json.dumps([list(pair) for pair in devices])
-
-        def query(conn: sqlite3.Connection) -> dict[tuple[str, str], str]:
+        def query(conn: sqlite3.Connection) -> list[SignOut]:
             rows = conn.execute(
-                "SELECT json_extract(p.value, '$[0]'), json_extract(p.value, '$[1]'),"
-                " d.device_id IS NULL, coalesce(u.deactivated, 1)"
-                " FROM json_each(?) p"
-                " LEFT JOIN users u ON u.user_id = json_extract(p.value, '$[0]')"
-                " LEFT JOIN devices d ON d.user_id = json_extract(p.value, '$[0]')"
-                "  AND d.device_id = json_extract(p.value, '$[1]')",
-                (pairs,),
+                "SELECT id, user_id, device_id, reason FROM signouts WHERE id > ? ORDER BY id",
+                (after,),
             ).fetchall()
-            ended: dict[tuple[str, str], str] = {}
-            for user_id, device_id, gone, deactivated in rows:
-                if deactivated:
-                    ended[user_id, device_id] = SignOutReason.USER_DEACTIVATED
-                elif gone:
-                    ended[user_id, device_id] = SignOutReason.REVOKED
-            return ended
+            return [SignOut(*row) for row in rows]
 
         return await self._db.read(query)
+
+    async def last_signout(self) -> int:
+        """The id of the newest sign-out logged (0 when none): where a node starts reading."""
+        return await self._db.read(
+            lambda conn: int(
+                conn.execute("SELECT coalesce(max(id), 0) FROM signouts").fetchone()[0]
+            )
+        )
+
+    async def forget_signouts(self, upto: int) -> None:
+        """Drop the log up to ``upto``: the node has acted on it."""
+        await self._db.write(
+            lambda conn: conn.execute("DELETE FROM signouts WHERE id <= ?", (upto,))
+        )
 
 
 def _user_row(conn: sqlite3.Connection, user_id: str) -> tuple[str, int] | None:

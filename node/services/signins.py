@@ -12,8 +12,9 @@ until they bind, so two of them cannot both squeeze into the last free one.
 
 :meth:`SignIns.watch` is the node's answer to ``kith user deactivate`` (and ``kith user
 passwd --revoke-devices``) run beside it: those change the database from another process,
-so every ``session_check_interval_s`` the node checks its bound connections against the
-database and signs out the ones whose device is gone or whose user was deactivated.
+and triggers log each removed device and deactivated user in the ``signouts`` table; every
+``session_check_interval_s`` the node reads the rows added since and signs out the
+connections concerned.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class SignIns:
         self._max_per_user = max_connections_per_user
         self._reserved: Counter[str] = Counter()
         self._bound: dict[Session, None] = {}
+        self._signout_cursor = 0
+        """The last row of the sign-out log acted on (accounts' ``signouts``)."""
 
     @contextmanager
     def slot(self, session: Session, user_id: str) -> Iterator[None]:
@@ -121,15 +124,29 @@ class SignIns:
         return len(sessions)
 
     async def check(self, accounts: Accounts) -> int:
-        """Sign out the connections whose device or user has ended; how many devices."""
-        devices = {(s.user_id, s.device_id) for s in self._bound}
-        pairs = [(user, device) for user, device in devices if user and device]
-        if not pairs:
+        """Act on the sign-out log since the last check; how many devices were signed out.
+
+        Reads only the rows added since (none, usually): the cost follows changes, never the
+        number of connected devices. Rows for devices this node already signed out itself
+        (a ``logout``) find no connection and do nothing.
+        """
+        entries = await accounts.signouts_after(self._signout_cursor)
+        if not entries:
             return 0
-        ended = await accounts.ended(pairs)
-        for (user_id, device_id), reason in sorted(ended.items()):
-            await self.sign_out(user_id, device_id, reason)
-        return len(ended)
+        signed_out = 0
+        for entry in entries:
+            sessions = self._hub.of_user(entry.user_id)
+            devices = sorted(
+                {s.device_id for s in sessions if s.device_id is not None}
+                if entry.device_id is None
+                else {entry.device_id}
+            )
+            for device_id in devices:
+                if await self.sign_out(entry.user_id, device_id, entry.reason):
+                    signed_out += 1
+        self._signout_cursor = entries[-1].id
+        await accounts.forget_signouts(self._signout_cursor)
+        return signed_out
 
     async def watch(
         self,
@@ -139,6 +156,7 @@ class SignIns:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run :meth:`check` every ``interval_s`` seconds until cancelled."""
+        self._signout_cursor = await accounts.last_signout()
         task_status.started()
         while True:
             await trio.sleep(interval_s)

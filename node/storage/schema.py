@@ -16,6 +16,7 @@ runs the ones a database has not seen yet, in order, recording the version reach
 | ``txns`` | rooms, to-device | a device's transaction ids and what they produced |
 | ``receipts`` | receipts | each user's read position in each room |
 | ``to_device`` | to-device | messages waiting for a device's acknowledgement |
+| ``signouts`` | accounts (triggers) | devices removed and users deactivated, for the running node |
 """
 
 from __future__ import annotations
@@ -132,7 +133,29 @@ def _v1(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1,)
+def _v2(db: sqlite_utils.Database) -> None:
+    """The sign-out log: ``kith user`` changes accounts from another process, and the running
+    node signs out the connections concerned by reading only the rows added since it last
+    looked — work in proportion to changes, not to connected devices. Triggers fill it, so
+    no path that removes a device or deactivates a user can forget to."""
+    db.execute(
+        "CREATE TABLE signouts (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, "
+        "device_id TEXT, reason TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TRIGGER devices_signout AFTER DELETE ON devices BEGIN "
+        "INSERT INTO signouts (user_id, device_id, reason) "
+        "VALUES (old.user_id, old.device_id, 'revoked'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER users_signout AFTER UPDATE OF deactivated ON users "
+        "WHEN new.deactivated AND NOT old.deactivated BEGIN "
+        "INSERT INTO signouts (user_id, device_id, reason) "
+        "VALUES (new.user_id, NULL, 'user_deactivated'); END"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

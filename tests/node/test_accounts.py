@@ -273,19 +273,27 @@ async def test_devices_are_listed_oldest_first(accounts: Accounts, clock: Clock)
     assert [d.device_id for d in await accounts.devices(user_id)] == made
 
 
-async def test_ended_devices_are_the_removed_ones_and_those_of_deactivated_users(
+async def test_removed_devices_and_deactivated_users_are_logged_for_the_running_node(
     accounts: Accounts,
 ) -> None:
     alice = await accounts.register("alice", PASSWORD)
     bob = await accounts.register("bob", PASSWORD)
     carol = await accounts.register("carol", PASSWORD)
+    start = await accounts.last_signout()
     await accounts.remove_device(bob.user_id, bob.device_id)
     await accounts.deactivate("carol")
-    pairs = [(x.user_id, x.device_id) for x in (alice, bob, carol)]
-    assert await accounts.ended(pairs) == {
-        (bob.user_id, bob.device_id): SignOutReason.REVOKED,
-        (carol.user_id, carol.device_id): SignOutReason.USER_DEACTIVATED,
-    }
+    await accounts.deactivate("carol")  # already deactivated: logged once
+    await accounts.change_password("alice", "another password", revoke_devices=True)
+    log = await accounts.signouts_after(start)
+    assert [(e.user_id, e.device_id, e.reason) for e in log] == [
+        (bob.user_id, bob.device_id, SignOutReason.REVOKED),
+        (carol.user_id, None, SignOutReason.USER_DEACTIVATED),
+        (alice.user_id, alice.device_id, SignOutReason.REVOKED),
+    ]
+    assert await accounts.last_signout() == log[-1].id
+    await accounts.forget_signouts(log[0].id)
+    assert await accounts.signouts_after(start) == log[1:]
+    assert await accounts.signouts_after(log[-1].id) == []
 
 
 # --- password hashes ------------------------------------------------------------------------
