@@ -105,6 +105,7 @@ class Outbox:
         if self._size + len(framed) > self._limit:
             self.overflowed = True
             self._wake.set()
+            self._space.set()  # an answer waiting for room gives up: nothing more is sent
             return False
         self._add(framed)
         # Flushed once the tasks runnable now have run: many pushes of one round share a write.
@@ -131,6 +132,7 @@ class Outbox:
         """No more frames: the pump writes what is waiting, then returns."""
         self._finished = True
         self._wake.set()
+        self._space.set()
 
     # --- writing -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ when a connection falls too far behind."""
 from __future__ import annotations
 
 import trio
+import trio.testing
 
 from node.transport.outbox import Outbox
 
@@ -73,3 +74,28 @@ async def test_a_full_outbox_makes_answers_wait_for_room() -> None:
             await trio.sleep(0.01)
             outbox.finish()
     assert b"".join(written) == b"12345678"
+
+
+async def test_an_answer_waiting_for_room_gives_up_when_the_outbox_overflows() -> None:
+    async def never(data: bytes) -> None:
+        await trio.sleep_forever()
+
+    outbox = Outbox(never, None, limit=4)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            assert outbox.put_nowait(b"1234")
+            waiting = trio.Event()
+            answered = trio.Event()
+
+            async def answer() -> None:
+                waiting.set()
+                await outbox.put(b"5678")
+                answered.set()
+
+            nursery.start_soon(answer)
+            await waiting.wait()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not answered.is_set()
+            assert not outbox.put_nowait(b"push")  # the push overflows the outbox
+            await answered.wait()
+    assert outbox.overflowed
