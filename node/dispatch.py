@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from types import MappingProxyType
-from weakref import WeakKeyDictionary
 
 from node.log import get_log
-from node.ratelimit import RateLimit, TokenBucket
+from node.ratelimit import RateLimit
 from node.session import Session
 from protocol import (
     OPS,
@@ -71,8 +70,6 @@ class Dispatcher:
         self._rate_limit = rate_limit
         self._on_request = on_request
         """Told of every request of a bound session (presence's last activity)."""
-        # One bucket per client connection, gone with its session.
-        self._buckets: WeakKeyDictionary[Session, TokenBucket] = WeakKeyDictionary()
 
     @property
     def ops(self) -> frozenset[str]:
@@ -125,7 +122,7 @@ class Dispatcher:
         """Take a token for one request on ``/client``; True when there was none left."""
         if self._rate_limit is None or session.peer.endpoint is not Endpoint.CLIENT:
             return False
-        bucket = self._buckets.get(session)
+        bucket = session.rate_bucket
         if bucket is None:
-            bucket = self._buckets[session] = self._rate_limit.bucket()
+            bucket = session.rate_bucket = self._rate_limit.bucket()
         return not bucket.take()

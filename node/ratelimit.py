@@ -57,8 +57,15 @@ class TokenBucket:
 
     def take(self) -> bool:
         """Spend one token if there is one; False (and nothing spent) when empty."""
-        self._refill()
-        if self._tokens < 1.0:
+        # _refill inlined: this runs on every request of every client connection.
+        now = trio.current_time()
+        limit = self._limit
+        tokens = self._tokens + max(0.0, now - self._updated) * limit.rate
+        self._updated = now
+        if tokens > limit.burst:
+            tokens = float(limit.burst)
+        if tokens < 1.0:
+            self._tokens = tokens
             return False
-        self._tokens -= 1.0
+        self._tokens = tokens - 1.0
         return True

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from node.ratelimit import TokenBucket
 from node.transport.frames import text_frame
 from node.transport.outbox import Outbox
 from protocol import Endpoint, Role
@@ -59,6 +60,8 @@ class Session:
     """Set by the transport when the connection is gone."""
     on_end: list[Callable[[Session], None]] = field(default_factory=list)
     """Called once, in order, when the connection is gone (services forget the session)."""
+    rate_bucket: TokenBucket | None = None
+    """This connection's allowance of requests, once the dispatcher gave it one."""
     _outbox: Outbox | None = None
 
     @property

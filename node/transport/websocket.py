@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -156,6 +157,35 @@ async def _receive(stream: trio.abc.Stream) -> bytes:
     return bytes(data)
 
 
+def _raw_reader(stream: trio.abc.Stream) -> Callable[[], Awaitable[bytes]] | None:
+    """A read straight from the stream's socket, or None if there is none (TLS).
+
+    It waits for the socket to be readable first and then reads once: after a message
+    the socket is almost always empty, so this skips the read that would find nothing,
+    and the stream's layers, on every request — the cost of a heartbeat is mostly this
+    loop. The socket is non-blocking (trio made it so).
+    """
+    if not isinstance(stream, trio.SocketStream):
+        return None
+    sock = stream.socket
+    fd = sock.fileno()
+
+    async def read() -> bytes:
+        while True:
+            try:
+                await trio.lowlevel.wait_readable(sock)
+                data = os.read(fd, _RECEIVE_BYTES)
+            except BlockingIOError:
+                continue
+            except (OSError, trio.ClosedResourceError) as exc:
+                raise _PeerLeftError from exc
+            if not data:
+                raise _PeerLeftError
+            return data
+
+    return read
+
+
 class _Connection:
     """One accepted WebSocket: the stream, its frame reader and the closing handshake."""
 
@@ -172,6 +202,7 @@ class _Connection:
         """Set once the outbox's writers are done: a late flush must not write any more."""
         self.dropped = False
         self._raw_write = raw_writer(stream)
+        self._raw_read = _raw_reader(stream)
 
     def write_now(self) -> Callable[[bytes], int] | None:
         """The outbox's non-blocking write (None over TLS), guarded for a closing socket.
@@ -212,7 +243,11 @@ class _Connection:
         """
         reader = self.reader
         while (event := reader.next_event()) is None:
-            reader.receive_data(await _receive(self.stream))
+            if self.dropped:  # the descriptor may belong to another connection by now
+                raise _PeerLeftError
+            raw_read = self._raw_read
+            data = await raw_read() if raw_read is not None else await _receive(self.stream)
+            reader.receive_data(data)
         if type(event) is Close:
             self.close_received = True
         return event
