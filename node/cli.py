@@ -21,6 +21,7 @@ import protocol
 from client.cli import CLIENT_COMMANDS
 from node.app import serve_node
 from node.cli_conformance import conformance
+from node.cli_keys import key
 from node.cli_users import user
 from node.config import (
     CONFIG_FILE_NAME,
@@ -159,6 +160,7 @@ def serve(
 
 
 cli.add_command(user)
+cli.add_command(key)
 cli.add_command(conformance)
 for _command in CLIENT_COMMANDS:
     cli.add_command(_command)

@@ -84,6 +84,30 @@ class Implementation(Protocol):
         """spec/events.md §7: ("ok" | "redacted", event id, event kept)."""
         ...
 
+    def make_key_object(
+        self,
+        server_name: str,
+        ts: int,
+        current: list[bytes],
+        old: list[tuple[str, int]],
+        co_signers: list[bytes],
+    ) -> Any:
+        """spec/federation.md §1.1, §1.4: the key object of keys with these seeds, listing
+        ``old`` (public key, expired_ts), signed by ``current`` then ``co_signers``."""
+        ...
+
+    def check_key_object(self, obj: Any) -> None:
+        """spec/federation.md §1.1; raise ConformanceError(code)."""
+        ...
+
+    def keys_for_event(self, obj: dict[str, Any], origin_server_ts: int) -> list[str]:
+        """spec/federation.md §1.3: the bare ids of the keys that verify such an event."""
+        ...
+
+    def pin_key_object(self, pinned: dict[str, Any] | None, received: dict[str, Any]) -> Any:
+        """spec/federation.md §1.2: the object kept pinned, or ConformanceError(code)."""
+        ...
+
     def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
         """spec/wire.md §3: the frame as in spec/vectors/frames.json, or ConformanceError."""
         ...

@@ -8,6 +8,7 @@ from typing import Any
 import protocol
 from protocol import rooms
 from protocol.errors import ProtocolError
+from protocol.federation import keys as server_keys
 from tests.conformance.adapter import ConformanceError, Implementation
 
 ID_CHECKS: dict[str, Callable[[str], object]] = {
@@ -88,6 +89,40 @@ class KithAdapter:
             lambda: protocol.verify_event(event, verify_keys)
         )
         return ("redacted" if verified.redacted else "ok", verified.event_id, verified.event)
+
+    def make_key_object(
+        self,
+        server_name: str,
+        ts: int,
+        current: list[bytes],
+        old: list[tuple[str, int]],
+        co_signers: list[bytes],
+    ) -> Any:
+        old_keys = [
+            server_keys.OldKey(protocol.decode_verify_key(public_key), expired_ts)
+            for public_key, expired_ts in old
+        ]
+        return server_keys.build_key_object(
+            server_name,
+            ts,
+            [protocol.signing_key_from_seed(seed) for seed in current],
+            old_keys,
+            co_signers=[protocol.signing_key_from_seed(seed) for seed in co_signers],
+        )
+
+    def check_key_object(self, obj: Any) -> None:
+        _translate(lambda: server_keys.parse_key_object(obj))
+
+    def keys_for_event(self, obj: dict[str, Any], origin_server_ts: int) -> list[str]:
+        parsed = _translate(lambda: server_keys.parse_key_object(obj))
+        return sorted(parsed.keys_for_event(origin_server_ts))
+
+    def pin_key_object(self, pinned: dict[str, Any] | None, received: dict[str, Any]) -> Any:
+        def kept() -> Any:
+            old = None if pinned is None else server_keys.parse_key_object(pinned)
+            return server_keys.pin(old, server_keys.parse_key_object(received)).source
+
+        return _translate(kept)
 
     def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
         frame = _translate(

@@ -152,6 +152,51 @@ def test_resolve(impl: Implementation, case: dict[str, Any]) -> None:
     assert result["timeline"] == case["timeline"]
 
 
+# --- server keys (spec/federation.md §1) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("server_keys", "make"), ids=case_ids("server_keys", "make"))
+def test_make_key_object(impl: Implementation, case: dict[str, Any]) -> None:
+    made = impl.make_key_object(
+        case["server_name"],
+        case["ts"],
+        [_seed(seed) for seed in case["current"]],
+        [(old["public_key"], old["expired_ts"]) for old in case["old"]],
+        [_seed(seed) for seed in case["co_signers"]],
+    )
+    assert made == case["object"]
+
+
+@pytest.mark.parametrize(
+    "case", cases("server_keys", "check"), ids=case_ids("server_keys", "check")
+)
+def test_check_key_object(impl: Implementation, case: dict[str, Any]) -> None:
+    if case["error"] is None:
+        impl.check_key_object(case["object"])
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.check_key_object(case["object"])
+    assert caught.value.code == case["error"]
+
+
+@pytest.mark.parametrize(
+    "case", cases("server_keys", "keys_for_event"), ids=case_ids("server_keys", "keys_for_event")
+)
+def test_keys_for_event(impl: Implementation, case: dict[str, Any]) -> None:
+    assert impl.keys_for_event(case["object"], case["origin_server_ts"]) == case["key_ids"]
+
+
+@pytest.mark.parametrize("case", cases("server_keys", "pin"), ids=case_ids("server_keys", "pin"))
+def test_pin_key_object(impl: Implementation, case: dict[str, Any]) -> None:
+    if case["error"] is None:
+        kept = impl.pin_key_object(case["pinned"], case["received"])
+        assert kept == case[case["kept"]]
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.pin_key_object(case["pinned"], case["received"])
+    assert caught.value.code == case["error"]
+
+
 # --- frames (spec/wire.md) -----------------------------------------------------------------
 
 

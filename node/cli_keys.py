@@ -1,0 +1,106 @@
+"""``kith key``: the administrator's signing key commands — show and rotate.
+
+``show`` prints the key object the node publishes to its peers (spec/federation.md §1.1),
+made now, as one line of canonical JSON. ``rotate`` makes a new signing key and retires
+the current one, keeping its seed to co-sign every later key object (§1.4).
+
+Both read the key file (``<data>/signing.key``) directly, so they work with the node
+stopped or running. A running node keeps the keys it read when it started: a rotation takes
+effect when the node restarts. Errors end in one ``Error: ...`` line and exit code 1.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from node.config import DEFAULT_DATA_DIR, ConfigError, load_config
+from node.keys import KEY_FILE_NAME, KeyFileError, load_keyring, rotate_key
+from protocol import encode_canonical_json
+
+__all__ = ["key"]
+
+
+def _data_option() -> click.Option:
+    return click.Option(
+        ["--data", "data_dir"],
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_DATA_DIR,
+        show_default=True,
+        help=f"The node's data folder (its signing keys are in {KEY_FILE_NAME} there).",
+    )
+
+
+def _now_ms() -> int:
+    """The wall clock in milliseconds: a key object's ``ts``, a key's ``expired_ts``."""
+    return time.time_ns() // 1_000_000
+
+
+def _check_key_file(data_dir: Path) -> Path:
+    """The key file's path, or a one-line error saying how to create it."""
+    if not data_dir.is_dir():
+        raise click.ClickException(
+            f"data folder {data_dir} does not exist (create it with: kith init --data {data_dir})"
+        )
+    path = data_dir / KEY_FILE_NAME
+    if not path.exists():
+        raise click.ClickException(
+            f"no signing key in {data_dir} (create one with: kith init --data {data_dir})"
+        )
+    return path
+
+
+def _format_ts(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def key() -> None:
+    """Show or rotate the node's signing keys (spec/federation.md §1)."""
+
+
+@key.command(params=[_data_option()])
+def show(data_dir: Path) -> None:
+    """Print the node's key object, as peers receive it, on one line.
+
+    The object is canonical JSON made now, signed by the current key and by every retired
+    key whose seed the node keeps. The server name comes from the data folder's kith.toml.
+    """
+    path = _check_key_file(data_dir)
+    try:
+        server_name = load_config(data_dir).server_name
+        ring = load_keyring(path)
+    except (ConfigError, KeyFileError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(encode_canonical_json(ring.key_object(server_name, _now_ms())).decode())
+
+
+@key.command(params=[_data_option()])
+def rotate(data_dir: Path) -> None:
+    """Make a new signing key and retire the current one.
+
+    The retired key stays in the key file with its seed: every later key object lists it
+    with the time it was retired and is co-signed by it, so peers that pinned the old
+    object accept the new one. A running node keeps signing with the old key until it
+    restarts, and peers refuse events it signs with a retired key after that time: restart
+    the node right away.
+    """
+    _check_key_file(data_dir)
+    try:
+        ring = rotate_key(data_dir, _now_ms())
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    retired = ring.old[0]
+    click.echo(f"New key id:     {ring.current.key_id}")
+    click.echo(f"public key:     {ring.current.public_key}")
+    click.echo(
+        f"Retired key id: {retired.key.key_id}"
+        f" (expired_ts {retired.expired_ts}, {_format_ts(retired.expired_ts)})"
+    )
+    click.echo(
+        "A running node reads its keys when it starts: restart it now to sign with the new"
+        " key (peers refuse events signed with the retired key after its expired_ts)."
+    )
