@@ -10,7 +10,13 @@ from typing import Any
 from protocol.canonical_json import encode_trusted_json
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.events import MAX_TYPE_LENGTH
-from protocol.ids import parse_user_id, validate_device_id, validate_event_id, validate_room_id
+from protocol.ids import (
+    parse_server_name,
+    parse_user_id,
+    validate_device_id,
+    validate_event_id,
+    validate_room_id,
+)
 from protocol.ops import Endpoint, OpKind, OpSpec, Role
 from protocol.schema import Field, Schema
 
@@ -146,7 +152,12 @@ _ROOMS = (
         encryption=Field(str, required=False, min_length=1, max_length=255),
     ),
     _request("invite", "Invite a user.", room_id=ROOM, user_id=USER),
-    _request("join", "Join a room (public, or one the user is invited to).", room_id=ROOM),
+    _request(
+        "join",
+        "Join a room (public, or one the user is invited to); via: servers that hold it.",
+        room_id=ROOM,
+        via=Field(list, required=False, max_length=8, items=Field(str, check=parse_server_name)),
+    ),
     _request("leave", "Leave a room, or decline an invitation.", room_id=ROOM),
     _request("kick", "Remove a member.", room_id=ROOM, user_id=USER, reason=REASON),
     _request("ban", "Ban a user.", room_id=ROOM, user_id=USER, reason=REASON),

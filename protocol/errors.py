@@ -67,6 +67,8 @@ class ErrorCode(StrEnum):
     """Too many requests on this connection; slow down and retry."""
     TOO_MANY_CONNECTIONS = "too_many_connections"
     """The user or the node has as many connections as it allows."""
+    CLOCK_SKEW = "clock_skew"
+    """A signed statement's time is too far from the receiver's clock (spec/federation.md §2.2)."""
     INTERNAL_ERROR = "internal_error"
     """The receiver failed; the request may be retried."""
 

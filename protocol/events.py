@@ -55,11 +55,13 @@ __all__ = [
     "build_event",
     "compute_content_hash",
     "compute_event_id",
+    "countersign_event",
     "event_size",
     "redact_event",
     "sign_event",
     "sign_event_with_id",
     "validate_event",
+    "verify_countersignature",
     "verify_event",
 ]
 
@@ -403,3 +405,43 @@ def verify_event(
     if event["hashes"]["sha256"] != expected:
         return VerifiedEvent(event_id, redact_event(event), redacted=True, origin=origin)
     return VerifiedEvent(event_id, event, redacted=False, origin=origin)
+
+
+def countersign_event(
+    event: JsonObject, server_name: str, key_id: str, signing_key: nacl.signing.SigningKey
+) -> JsonObject:
+    """A copy of ``event`` that ``server_name`` also signed (spec/federation.md §7).
+
+    The signature covers the same bytes as the sender's node's (§6), so the event id does
+    not change. The event must already be valid; this only adds a signature.
+    """
+    name = format_key_id(key_id)
+    signature = _sign_bytes(_reference_bytes(event), signing_key)
+    return _with_signature(event, server_name, name, signature)
+
+
+def verify_countersignature(
+    event: JsonObject, server_name: str, verify_keys: Mapping[str, nacl.signing.VerifyKey]
+) -> None:
+    """Check that ``server_name`` signed ``event`` with one of ``verify_keys`` (bare ids).
+
+    Raises ``missing_signature`` when it did not sign with any of them, ``bad_signature``
+    when such a signature does not verify.
+    """
+    signatures = event.get("signatures")
+    by_server = signatures.get(server_name) if type(signatures) is dict else None
+    prefix = ED25519 + ":"
+    names = [
+        n
+        for n in (by_server if type(by_server) is dict else {})
+        if n.startswith(prefix) and n[len(prefix) :] in verify_keys
+    ]
+    if not names:
+        raise RemoteProtocolError(
+            ErrorCode.MISSING_SIGNATURE, f"{server_name[:80]!r} did not sign the event"
+        )
+    reference = _reference_bytes(event)
+    for name in names:
+        verify_signature_bytes(
+            reference, signature_of(event, server_name, name), verify_keys[name[len(prefix) :]]
+        )

@@ -28,6 +28,7 @@ from protocol.canonical_json import (
 )
 from protocol.client_api import CLIENT_OPS
 from protocol.errors import ErrorCode, ProtocolError, RemoteProtocolError
+from protocol.federation.ops import FEDERATION_OPS
 from protocol.ops import (
     ENDPOINT_PATHS,
     SYSTEM_OPS,
@@ -91,7 +92,7 @@ RequestId = str | int
 
 
 # spec/wire.md §5 — the op registry: every area of the protocol declares its ops.
-OPS: Mapping[str, OpSpec] = registry(SYSTEM_OPS, CLIENT_OPS)
+OPS: Mapping[str, OpSpec] = registry(SYSTEM_OPS, CLIENT_OPS, FEDERATION_OPS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,15 @@ class Room:
         """The event holding ``register`` in the room state."""
         return self._index.get(register)
 
+    def memberships(self) -> dict[str, str]:
+        """Every user the room state names, with their membership (``join``, ``leave``…)."""
+        found: dict[str, str] = {}
+        for user_id in self._index.member_ids():
+            held = self._index.get((_MEMBER, user_id))
+            if held is not None:
+                found[user_id] = held["content"]["membership"]
+        return found
+
     def timeline(self) -> list[str]:
         """Accepted events in canonical order (state.md §3)."""
         return [node.event_id for node in self._graph.canonical() if node.accepted]

@@ -21,6 +21,7 @@ from protocol.signing import signing_key_from_seed
 from tests.conformance.adapter import ConformanceError
 from tests.conformance.kith_adapter import ADAPTER, ID_CHECKS
 from tests.vectors.rooms import auth_vectors, resolution_vectors
+from tests.vectors.server_keys import server_keys_vectors
 
 VECTORS_DIR = Path(__file__).resolve().parents[2] / "spec" / "vectors"
 
@@ -644,6 +645,7 @@ GENERATORS = {
     "signing.json": signing_vectors,
     "events.json": event_vectors,
     "frames.json": frame_vectors,
+    "server_keys.json": server_keys_vectors,
 }
 
 
