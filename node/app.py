@@ -15,8 +15,9 @@ import trio
 from node import api
 from node.config import ConfigError, NodeConfig
 from node.dispatch import Dispatcher
+from node.federation.service import Federation
 from node.hub import Hub
-from node.keys import NodeKey, load_or_create_key
+from node.keys import NodeKey, load_or_create_keyring
 from node.log import get_log
 from node.ratelimit import RateLimit
 from node.services.accounts import Accounts
@@ -41,6 +42,7 @@ class Node:
     config: NodeConfig
     key: NodeKey
     db: Database
+    federation: Federation = field(kw_only=True)
     hub: Hub = field(default_factory=Hub)
     accounts: Accounts = field(kw_only=True)
     signins: SignIns = field(kw_only=True)
@@ -64,7 +66,8 @@ async def serve_node(
     ``event=listening`` with the real port: the conformance suite reads that line to find a
     node it started with ``--port 0``.
     """
-    key, created = await trio.to_thread.run_sync(load_or_create_key, config.data_dir)
+    keyring, created = await trio.to_thread.run_sync(load_or_create_keyring, config.data_dir)
+    key = keyring.current
     if created:
         log.info("key_created", key_id=key.key_id, public_key=key.public_key)
     ssl_context = None
@@ -84,7 +87,17 @@ async def serve_node(
             )
         signins = SignIns(hub, max_connections_per_user=config.max_connections_per_user)
         services = await Services.start(config, key, db, hub)
-        node = Node(config, key, db, hub, accounts=accounts, signins=signins, services=services)
+        federation = Federation(config, keyring, db, services.rooms, accounts)
+        node = Node(
+            config,
+            key,
+            db,
+            hub,
+            accounts=accounts,
+            signins=signins,
+            services=services,
+            federation=federation,
+        )
         dispatcher = Dispatcher(
             api.handlers(node),
             rate_limit=RateLimit(config.requests_per_second, config.request_burst),
@@ -95,11 +108,13 @@ async def serve_node(
             await nursery.start(signins.watch, accounts, config.session_check_interval_s)
             nursery.start_soon(accounts.passwords.warm_up)
             services.run(nursery)
+            await federation.start(nursery)
             address = await nursery.start(
                 partial(
                     serve_websocket_endpoints,
                     ssl_context=ssl_context,
                     max_connections=config.max_connections,
+                    on_federation=federation.accept,
                 ),
                 dispatcher,
                 listeners,

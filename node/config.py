@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
@@ -98,6 +98,8 @@ class NodeConfig:
     """How often the node re-checks its signed-in connections against the database, so a
     user deactivated (or a device revoked) by ``kith user`` beside it is signed out."""
     log_level: str = "info"
+    peers: Mapping[str, str] = field(default_factory=dict)
+    """``[peers]``: server name → federation address (spec/federation.md §2.1)."""
 
     def __post_init__(self) -> None:
         _check(self.host != "", "host", "must not be empty")
@@ -145,6 +147,12 @@ class NodeConfig:
         _one_of(self.password_cost, "password_cost", PASSWORD_COSTS)
         _positive(self.session_check_interval_s, "session_check_interval_s")
         _one_of(self.log_level, "log_level", LOG_LEVELS)
+        for name, address in self.peers.items():
+            try:
+                parse_server_name(name)
+            except RemoteProtocolError as exc:
+                raise ConfigError(f"peers: {name!r}: {exc.message}") from None
+            _check(type(address) is str and address != "", "peers", f"{name}: not an address")
 
     @property
     def tls(self) -> bool:
@@ -258,6 +266,12 @@ def _settings_from_file(path: Path) -> dict[str, object]:
     """The fields ``path`` sets, each checked for its type; relative paths resolved."""
     values: dict[str, object] = {}
     for section, table in _read_file(path).items():
+        if section == "peers":
+            # Keys are server names, not settings: any name, each mapped to an address.
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [peers] must be a table of server names")
+            values["peers"] = {str(name): _peer_address(path, name, v) for name, v in table.items()}
+            continue
         known = _BY_SECTION.get(section)
         if known is None:
             raise ConfigError(f"{path}: unknown section [{section}]")
@@ -276,6 +290,12 @@ def _settings_from_file(path: Path) -> dict[str, object]:
                 parsed = path.parent / Path(str(parsed))
             values[setting.field] = parsed
     return values
+
+
+def _peer_address(path: Path, name: str, value: object) -> str:
+    if type(value) is not str or not value:
+        raise ConfigError(f"{path}: [peers] {name!r} must be host:port or a ws[s]:// URL")
+    return value
 
 
 def load_config(data_dir: Path, **overrides: Any) -> NodeConfig:

@@ -22,7 +22,9 @@ def handlers(node: Node) -> dict[str, Handler]:
     return {
         "ping": system.ping,
         **accounts.handlers(node),
-        **rooms.room_handlers(node.services.rooms, node.services.memberships, node.db),
+        **rooms.room_handlers(
+            node.services.rooms, node.services.memberships, node.db, node.federation
+        ),
         **messages.message_handlers(
             node.services.rooms,
             node.services.receipts,

@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Callable
 
 from node.dispatch import Handler
+from node.federation.service import Federation
 from node.services.memberships import Memberships
 from node.services.rooms import RoomService
 from node.session import Session
@@ -40,8 +41,36 @@ def _joined_count(room: Room) -> int:
     )
 
 
-def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) -> dict[str, Handler]:
+def room_handlers(
+    rooms: RoomService, memberships: Memberships, db: Database, federation: Federation
+) -> dict[str, Handler]:
     """The handlers of client.md §3, bound to the node's services."""
+
+    async def invite(session: Session, params: JsonObject) -> JsonObject:
+        user_id, device_id = _me(session)
+        target = params["user_id"]
+        if rooms.is_local(target):
+            event_id = await rooms.send(
+                user_id, device_id, params["room_id"], _MEMBER, {"membership": "invite"},
+                state_key=target,
+            )  # fmt: skip
+        else:  # federation.md §7: the invitee's node co-signs first
+            event_id = await federation.invite(params["room_id"], user_id, target)
+        return {"event_id": event_id}
+
+    async def join(session: Session, params: JsonObject) -> JsonObject:
+        user_id, device_id = _me(session)
+        room_id = params["room_id"]
+        if room_id not in rooms.rooms:  # federation.md §6: hold the room first
+            if not params.get("via"):
+                raise RemoteProtocolError(
+                    ErrorCode.NOT_FOUND, f"no room {room_id} here; say which servers hold it (via)"
+                )
+            await federation.fetch_room(room_id, params["via"])
+        event_id = await rooms.send(
+            user_id, device_id, room_id, _MEMBER, {"membership": "join"}, state_key=user_id
+        )
+        return {"event_id": event_id}
 
     def state_change(
         make: Callable[[str, JsonObject], tuple[str, JsonObject, str]],
@@ -61,10 +90,6 @@ def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) ->
     def membership(value: str, *, target_param: bool) -> Handler:
         def make(user_id: str, params: JsonObject) -> tuple[str, JsonObject, str]:
             target = params["user_id"] if target_param else user_id
-            if value == "invite" and not rooms.is_local(target):
-                raise RemoteProtocolError(
-                    ErrorCode.NOT_FOUND, f"{target} is on another node (no federation yet)"
-                )
             content: JsonObject = {"membership": value}
             if params.get("reason"):
                 content["reason"] = params["reason"]
@@ -77,6 +102,7 @@ def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) ->
 
     async def create_room(session: Session, params: JsonObject) -> JsonObject:
         user_id, _ = _me(session)
+        invitees = list(dict.fromkeys(params.get("invite", [])))
         room_id = await rooms.create_room(
             user_id,
             name=params.get("name"),
@@ -86,6 +112,9 @@ def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) ->
             public=params.get("public", False),
             encryption=params.get("encryption"),
         )
+        for invitee in invitees:
+            if not rooms.is_local(invitee):
+                await federation.invite(room_id, user_id, invitee)
         return {"room_id": room_id}
 
     def set_join_rule(user_id: str, params: JsonObject) -> tuple[str, JsonObject, str]:
@@ -144,8 +173,8 @@ def room_handlers(rooms: RoomService, memberships: Memberships, db: Database) ->
 
     return {
         "create_room": create_room,
-        "invite": membership("invite", target_param=True),
-        "join": membership("join", target_param=False),
+        "invite": invite,
+        "join": join,
         "leave": membership("leave", target_param=False),
         "kick": membership("leave", target_param=True),
         "ban": membership("ban", target_param=True),

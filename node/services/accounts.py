@@ -258,6 +258,15 @@ class Accounts:
 
         return await self._db.write(job)
 
+    async def is_active(self, user_id: str) -> bool:
+        """True if ``user_id`` is a user of this node and not deactivated."""
+        row = await self._db.read(
+            lambda conn: conn.execute(
+                "SELECT deactivated FROM users WHERE user_id = ?", (user_id,)
+            ).fetchone()
+        )
+        return row is not None and not row[0]
+
     async def users(self) -> list[User]:
         """Every user of the node, by user id."""
 

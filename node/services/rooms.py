@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ from protocol import (
     redact_event,
     sign_event_with_id,
 )
-from protocol.rooms import RejectReason, Room
+from protocol.rooms import Changes, RejectReason, Room
 
 __all__ = ["RoomService"]
 
@@ -64,8 +64,12 @@ class _Staged:
     membership_rows: list[tuple[str, str, int, str]] = field(default_factory=list)
     redactions: list[tuple[str, str, str]] = field(default_factory=list)
     txn: tuple[str, str, str, str] | None = None
+    outbox_rows: list[tuple[str, int, str]] = field(default_factory=list)
+    """(destination, position, event_id): events for other servers (federation.md §3.3)."""
     items: list[Item] = field(default_factory=list)
     last_position: int = 0
+    positions: dict[str, int] = field(default_factory=dict)
+    """Where each new event was stored."""
 
 
 def _stored_json(event: JsonObject) -> str:
@@ -86,6 +90,7 @@ _INSERT_MEMBERSHIP = (
     "INSERT INTO memberships (room_id, user_id, position, membership) VALUES (?, ?, ?, ?)"
 )
 _SET_REDACTED = "UPDATE events SET redacted_by = ?, json = ? WHERE event_id = ?"
+_INSERT_OUTBOX = "INSERT INTO fed_outbox (destination, position, event_id) VALUES (?, ?, ?)"
 
 
 class RoomService:
@@ -110,6 +115,8 @@ class RoomService:
         self._clock_ms = clock_ms
         self.rooms: dict[str, Room] = {}
         self._txns = txns
+        self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
+        """Told, after a commit, which destinations have new events queued (federation)."""
 
     # --- start --------------------------------------------------------------------------
 
@@ -175,11 +182,8 @@ class RoomService:
             raise RemoteProtocolError(
                 ErrorCode.BAD_PARAMS, "a direct room has exactly one invitee and is not public"
             )
-        for invitee in invitees:
-            if not self.is_local(invitee):
-                raise RemoteProtocolError(
-                    ErrorCode.NOT_FOUND, f"{invitee} is on another node (no federation yet)"
-                )
+        # Users of other nodes are invited after the room exists: their node co-signs each
+        # invite first (federation.md §7), which the caller does.
         content: JsonObject = {"creator": user_id, "room_version": "1"}
         if direct:
             content["direct"] = True
@@ -207,7 +211,9 @@ class RoomService:
             steps.append((EventType.TOPIC, {"topic": topic}, ""))
         if encryption is not None:
             steps.append((EventType.ENCRYPTION, {"algorithm": encryption}, ""))
-        steps += [(EventType.MEMBER, {"membership": "invite"}, u) for u in invitees]
+        steps += [
+            (EventType.MEMBER, {"membership": "invite"}, u) for u in invitees if self.is_local(u)
+        ]
         self.rooms[room.room_id] = room
         try:
             for event_type, step_content, state_key in steps:
@@ -288,6 +294,23 @@ class RoomService:
         sent_by: tuple[str, str, str] | None = None,
     ) -> str:
         """Build, check, sign and add one event; record what to store and publish."""
+        event_id, signed = self.build_signed(
+            room, sender=sender, event_type=event_type, content=content, state_key=state_key
+        )
+        self.stage_signed(room, event_id, signed, staged, sent_by=sent_by)
+        return event_id
+
+    def build_signed(
+        self,
+        room: Room,
+        *,
+        sender: str,
+        event_type: str,
+        content: JsonObject,
+        state_key: str | None,
+    ) -> tuple[str, JsonObject]:
+        """A new event on the room's forward extremities, checked against the room state
+        (the rules' reason code if refused) and signed; not added to the room."""
         parents, depth = room.next_position()
         event = build_event(
             event_type=event_type,
@@ -305,73 +328,128 @@ class RoomService:
             raise RemoteProtocolError(reason, f"the room's rules refuse this: {reason.value}")
         event["auth_events"] = room.auth_events_for(event)
         signed, event_id = self._sign(event)
+        return event_id, signed
+
+    async def store_signed(self, room: Room, event_id: str, signed: JsonObject) -> None:
+        """Add, store and queue an event built earlier by :meth:`build_signed` (an invite
+        co-signed by the invitee's node, federation.md §7); the rules' code if the room's
+        state changed meanwhile so that it is now rejected (it is stored all the same)."""
+        staged = _Staged()
+        self.stage_signed(room, event_id, signed, staged)
+        await self._store(staged)
+        reason = room.rejection(event_id)
+        if reason is not None:
+            raise RemoteProtocolError(reason, f"the room's rules refuse this: {reason.value}")
+
+    # --- events from other nodes (federation.md §4, §6) ---------------------------------
+
+    async def receive(self, room_id: str, events: Mapping[str, JsonObject]) -> Changes:
+        """Add verified events from other nodes to a room this node holds; store what the
+        room's engine added and every verdict it changed, then publish."""
+        room = self.room(room_id)
+        changes = room.add(events)
+        if changes.added or changes.accepted or changes.retracted:
+            staged = _Staged()
+            self._stage_changes(room, changes, staged)
+            await self._store(staged)
+        return changes
+
+    async def acquire(
+        self, create_id: str, create_event: JsonObject, events: Mapping[str, JsonObject]
+    ) -> Changes:
+        """Hold a room from its verified history (federation.md §6 steps 1-2): its create
+        event and any others; judged by the same engine as every other node's."""
+        room = Room(create_id, create_event)
+        if room.room_id in self.rooms:
+            return await self.receive(room.room_id, events)
+        self.rooms[room.room_id] = room
+        staged = _Staged()
+        self._stage_root(room, create_id, create_event, staged)
+        changes = room.add(events)
+        self._stage_changes(room, changes, staged)
+        direct = int(create_event["content"].get("direct") is True)
+        await self._store(staged, room_row=(room.room_id, create_id, direct, self._clock_ms()))
+        log.info("room_acquired", room=room.room_id, events=len(room))
+        return changes
+
+    def stage_signed(
+        self,
+        room: Room,
+        event_id: str,
+        signed: JsonObject,
+        staged: _Staged,
+        *,
+        sent_by: tuple[str, str, str] | None = None,
+    ) -> None:
+        """Add an event this node signed and stage it, queued for the room's other servers."""
         changes = room.add({event_id: signed})
         if changes.refused or changes.held:  # pragma: no cover - we built it on the tips
             raise RuntimeError(f"the room refused its own node's event: {changes}")
-        self._stage_changes(
-            room,
-            event_id=event_id,
-            event=signed,
-            accepted=changes.accepted,
-            retracted=changes.retracted,
-            staged=staged,
-            sent_by=sent_by,
-        )
-        return event_id
+        self._stage_changes(room, changes, staged, sent_by=(event_id, sent_by))
+        position = staged.positions[event_id]
+        for destination in sorted(self.destinations(room, signed)):
+            staged.outbox_rows.append((destination, position, event_id))
+
+    def destinations(self, room: Room, event: JsonObject) -> set[str]:
+        """federation.md §3.3: the other servers with a user joined or invited after
+        ``event``, and for a member event the server of the user it names."""
+        servers = {
+            parse_user_id(user_id).server_name
+            for user_id, membership in room.memberships().items()
+            if membership in ("join", "invite")
+        }
+        if event["type"] == _MEMBER:
+            servers.add(parse_user_id(event["state_key"]).server_name)
+        servers.discard(self.server_name)
+        return servers
 
     def _stage_root(self, room: Room, create_id: str, signed: JsonObject, staged: _Staged) -> None:
-        self._stage_changes(
-            room,
-            event_id=create_id,
-            event=signed,
-            accepted=[create_id],
-            retracted=[],
-            staged=staged,
-            sent_by=None,
-        )
+        self._stage_changes(room, Changes(added=[create_id], accepted=[create_id]), staged)
 
     def _stage_changes(
         self,
         room: Room,
-        *,
-        event_id: str,
-        event: JsonObject,
-        accepted: list[str],
-        retracted: list[str],
+        changes: Changes,
         staged: _Staged,
-        sent_by: tuple[str, str, str] | None,
+        *,
+        sent_by: tuple[str, tuple[str, str, str] | None] | None = None,
     ) -> None:
-        """Positions and rows for a new event and every verdict it changed (state.md §6)."""
-        new_position: int | None = None
-        for changed in accepted:
+        """Positions and rows for the events a ``Room.add`` added and every verdict it
+        changed (state.md §6). New events get their positions in canonical order, so a
+        room's events are stored in an order where parents come first; accepted ones are
+        stream items. ``sent_by`` names the event a local device sent, with its txn key."""
+        added = set(changes.added)
+        accepted = set(changes.accepted)
+        own_id, own_key = sent_by if sent_by is not None else (None, None)
+        for event_id in changes.added:
             position = self._stream.allocate()
-            if changed == event_id:
-                new_position = position
-            else:
-                staged.verdicts.append((1, None, changed))
-            changed_event = room.event(changed)
-            form = client_event(changed, changed_event, room.room_id)
-            payload = {
-                "position": position,
-                "kind": "event",
-                "room_id": room.room_id,
-                "event": form,
-            }
-            staged.stream_rows.append((position, "event", room.room_id, changed, None, None))
-            staged.items.append(
-                Item(
+            staged.positions[event_id] = position
+            event = room.event(event_id)
+            is_own = event_id == own_id
+            if event_id in accepted:
+                self._stage_item(room, event_id, position, staged, own_key if is_own else None)
+            reason = room.rejection(event_id)
+            staged.event_rows.append(
+                (
+                    event_id,
+                    room.room_id,
                     position,
-                    "event",
-                    payload,
-                    room_id=room.room_id,
-                    sent_by=sent_by if changed == event_id else None,
+                    event["depth"],
+                    event["sender"],
+                    event["type"],
+                    event.get("state_key"),
+                    int(reason is None),
+                    reason.value if reason else None,
+                    _stored_json(event),
+                    own_key[1] if is_own and own_key else None,
+                    own_key[2] if is_own and own_key else None,
                 )
             )
-            self._note_membership(room, changed_event, position, staged)
-            self._note_redaction(room, changed, staged)
-        if new_position is None:  # rejected on arrival: stored, never delivered
-            new_position = self._stream.allocate()
-        for gone in retracted:
+        for event_id in changes.accepted:
+            if event_id not in added:  # reinstated
+                staged.verdicts.append((1, None, event_id))
+                self._stage_item(room, event_id, self._stream.allocate(), staged, None)
+        for gone in changes.retracted:
             position = self._stream.allocate()
             reason = room.rejection(gone)
             staged.verdicts.append((0, reason.value if reason else None, gone))
@@ -380,26 +458,28 @@ class RoomService:
             staged.stream_rows.append((position, "retraction", room.room_id, gone, None, None))
             staged.items.append(Item(position, "retraction", payload, room_id=room.room_id))
             self._note_membership(room, room.event(gone), position, staged)
-        reason = room.rejection(event_id)
-        device = sent_by[1] if sent_by else None
-        txn_id = sent_by[2] if sent_by else None
-        staged.event_rows.append(
-            (
-                event_id,
-                room.room_id,
-                new_position,
-                event["depth"],
-                event["sender"],
-                event["type"],
-                event.get("state_key"),
-                int(reason is None),
-                reason.value if reason else None,
-                _stored_json(event),
-                device,
-                txn_id,
-            )
-        )
         staged.last_position = self._stream.head
+
+    def _stage_item(
+        self,
+        room: Room,
+        event_id: str,
+        position: int,
+        staged: _Staged,
+        sent_by: tuple[str, str, str] | None,
+    ) -> None:
+        """An accepted event as an item of the stream (client.md §5)."""
+        event = room.event(event_id)
+        payload = {
+            "position": position,
+            "kind": "event",
+            "room_id": room.room_id,
+            "event": client_event(event_id, event, room.room_id),
+        }
+        staged.stream_rows.append((position, "event", room.room_id, event_id, None, None))
+        staged.items.append(Item(position, "event", payload, room_id=room.room_id, sent_by=sent_by))
+        self._note_membership(room, event, position, staged)
+        self._note_redaction(room, event_id, staged)
 
     def _note_membership(
         self, room: Room, event: JsonObject, position: int, staged: _Staged
@@ -444,6 +524,7 @@ class RoomService:
                 (_INSERT_STREAM_ROW, staged.stream_rows),
                 (_INSERT_MEMBERSHIP, staged.membership_rows),
                 (_SET_REDACTED, staged.redactions),
+                (_INSERT_OUTBOX, staged.outbox_rows),
             ):
                 if rows:
                     conn.executemany(statement, rows)
@@ -451,6 +532,9 @@ class RoomService:
                 user_id, device_id, txn_id, result = staged.txn
                 store_txn(conn, (user_id, device_id, txn_id), result, self._clock_ms())
 
-        await self._db.write(
-            job, on_commit=lambda _: self._stream.publish(staged.items, staged.last_position)
-        )
+        def committed(_: None) -> None:
+            self._stream.publish(staged.items, staged.last_position)
+            if staged.outbox_rows:
+                self.on_outbox({row[0] for row in staged.outbox_rows})
+
+        await self._db.write(job, on_commit=committed)

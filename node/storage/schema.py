@@ -17,6 +17,8 @@ runs the ones a database has not seen yet, in order, recording the version reach
 | ``receipts`` | receipts | each user's read position in each room |
 | ``to_device`` | to-device | messages waiting for a device's acknowledgement |
 | ``signouts`` | accounts (triggers) | devices removed and users deactivated, for the running node |
+| ``server_keys`` | federation | each peer's pinned key object (federation.md §1.2) |
+| ``fed_outbox`` | rooms, federation | events queued for each destination (federation.md §3.3) |
 """
 
 from __future__ import annotations
@@ -155,7 +157,20 @@ def _v2(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2)
+def _v3(db: sqlite_utils.Database) -> None:
+    """Federation: pinned server keys and the per-destination outbox. (Peers read a room's
+    history in causal order — depth, then id — through the index ``_v1`` made.)"""
+    db.table("server_keys").create(
+        {"server_name": str, "ts": int, "json": str}, pk="server_name", not_null={"ts", "json"}
+    )
+    db.table("fed_outbox").create(
+        {"destination": str, "position": int, "event_id": str},
+        pk=("destination", "position"),
+        not_null={"event_id"},
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

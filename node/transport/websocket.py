@@ -48,7 +48,7 @@ import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -304,8 +304,16 @@ class _Connection:
 class WebSocketEndpoints:
     """Accepts handshakes for the two endpoints and runs the reader and pump per connection."""
 
-    def __init__(self, dispatcher: Dispatcher, *, max_connections: int | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        max_connections: int | None = None,
+        on_federation: Callable[[_FederationChannel], Awaitable[None]] | None = None,
+    ) -> None:
         self._dispatcher = dispatcher
+        self._on_federation = on_federation
+        """Serves a link another node opened (``node.federation``); None: no federation."""
         self._connection_ids = itertools.count(1)
         self._max_connections = max_connections
         self.open_connections = 0
@@ -327,9 +335,26 @@ class WebSocketEndpoints:
             return
         self.open_connections += 1
         try:
-            await self.serve_connection(connection, peer)
+            if peer.endpoint is Endpoint.FEDERATION and self._on_federation is not None:
+                await self._serve_federation(connection, peer)
+            else:
+                await self.serve_connection(connection, peer)
         finally:
             self.open_connections -= 1
+
+    async def _serve_federation(self, connection: _Connection, peer: Peer) -> None:
+        """Hand a link to federation, which speaks both ways on it (spec/federation.md §2)."""
+        assert self._on_federation is not None
+        log.debug("link_accepted", conn=peer.connection_id, remote=peer.remote)
+        channel = _FederationChannel(connection, peer.remote)
+        try:
+            await self._on_federation(channel)
+        except Exception:
+            log.exception("link_failed", conn=peer.connection_id)
+            await channel.close(CloseCode.INTERNAL_ERROR, "internal error")
+        finally:
+            with trio.CancelScope(shield=True):
+                await channel.close(CloseCode.GOING_AWAY, "link closed")
 
     async def _handshake(self, stream: trio.abc.Stream) -> tuple[_Connection, Peer] | None:
         """Read the opening request and answer it; the connection if it was accepted."""
@@ -544,12 +569,73 @@ def _bound_address(listener: trio.SocketListener, *, tls: bool) -> BoundAddress:
     return BoundAddress(str(name[0]), int(name[1]), tls=tls)
 
 
+class _FederationChannel:
+    """An accepted ``/federation`` connection as a ``node.federation.channel.Channel``.
+
+    One task reads (the link's reader); any task may send or close. Closing while the
+    reader waits sends our close frame and gives the reader ``CLOSE_TIMEOUT`` to see the
+    peer's, so the socket is only ever read by the reader.
+    """
+
+    def __init__(self, connection: _Connection, remote: str) -> None:
+        self._connection = connection
+        self.remote = remote
+        self._read_scope: trio.CancelScope | None = None
+        self._done = False
+
+    async def receive(self) -> bytes | str | None:
+        connection = self._connection
+        self._read_scope = scope = trio.CancelScope()
+        with scope:
+            try:
+                while not self._done:
+                    event = await connection.next_event()
+                    if isinstance(event, TextMessage):
+                        return event.data
+                    if isinstance(event, Ping):
+                        await connection.write(pong_frame(event.payload))
+                    elif isinstance(event, BinaryMessage):
+                        await connection.send_close(CloseCode.UNSUPPORTED_DATA, _BINARY_REFUSED)
+                    elif isinstance(event, Close):
+                        await connection.answer_close(event)
+                        break
+            except ProtocolViolation as violation:
+                await connection.send_close(violation.close_code, violation.reason)
+            except _PeerLeftError:
+                pass
+        self._read_scope = None
+        self._done = True
+        await connection.drop()
+        return None
+
+    async def send(self, frame: bytes) -> None:
+        try:
+            await self._connection.write(text_frame(frame))
+        except _PeerLeftError as exc:
+            raise trio.BrokenResourceError("the link is gone") from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._done:
+            return
+        with trio.CancelScope(shield=True):
+            if self._read_scope is not None:
+                with contextlib.suppress(_PeerLeftError):
+                    await self._connection.send_close(code, reason)
+                self._read_scope.deadline = min(
+                    self._read_scope.deadline, trio.current_time() + CLOSE_TIMEOUT
+                )
+            else:
+                self._done = True
+                await self._connection.close(code, reason)
+
+
 async def serve_websocket_endpoints(
     dispatcher: Dispatcher,
     listeners: list[trio.SocketListener],
     *,
     ssl_context: ssl.SSLContext | None = None,
     max_connections: int | None = None,
+    on_federation: Callable[[Any], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[BoundAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve both endpoints on ``listeners`` (from :func:`open_listeners`) until cancelled.
@@ -559,7 +645,9 @@ async def serve_websocket_endpoints(
     With ``ssl_context`` every connection starts with a TLS handshake (``wss://``); the
     WebSocket handshake timeout covers it.
     """
-    endpoints = WebSocketEndpoints(dispatcher, max_connections=max_connections)
+    endpoints = WebSocketEndpoints(
+        dispatcher, max_connections=max_connections, on_federation=on_federation
+    )
     served: Sequence[trio.abc.Listener[trio.abc.Stream]] = listeners
     if ssl_context is not None:
         served = [

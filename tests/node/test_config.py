@@ -187,7 +187,8 @@ def _commented_keys(text: str) -> set[tuple[str, str]]:
 
 def test_every_setting_is_a_field_and_every_field_but_data_dir_is_a_setting() -> None:
     field_names = {f.name for f in dataclasses.fields(NodeConfig)}
-    assert {s.field for s in SETTINGS} == field_names - {"data_dir"}
+    # [peers] is a table of server names, not settings (spec/federation.md §2.1).
+    assert {s.field for s in SETTINGS} == field_names - {"data_dir", "peers"}
     assert len({(s.section, s.key) for s in SETTINGS}) == len(SETTINGS)
 
 
@@ -266,3 +267,18 @@ def test_serve_help_names_the_file_and_every_override() -> None:
     assert result.exit_code == 0
     for word in ("--host", "--port", "--data", "--server-name", "--log-level", "kith.toml"):
         assert word in result.output
+
+
+def test_peers_table_maps_server_names_to_addresses(tmp_path: Path) -> None:
+    _write(tmp_path, '[peers]\n"b.example" = "127.0.0.1:9000"\n"c.example:8448" = "wss://c:1"\n')
+    config = load_config(tmp_path)
+    assert config.peers == {"b.example": "127.0.0.1:9000", "c.example:8448": "wss://c:1"}
+
+
+@pytest.mark.parametrize(
+    "body", ['[peers]\n"not a name!" = "x:1"\n', '[peers]\n"b.example" = 7\n', "peers = 1\n"]
+)
+def test_peers_table_refuses_bad_entries(tmp_path: Path, body: str) -> None:
+    _write(tmp_path, body)
+    with pytest.raises(ConfigError):
+        load_config(tmp_path)

@@ -1,0 +1,166 @@
+"""Federation as the node and its client API see it (spec/federation.md).
+
+Builds the key store, the links, the outbox and the inbound handler around the node's
+rooms, and offers the two actions that need another node before anything is stored:
+inviting a user of another server (§7) and joining a room this node does not hold (§6).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+
+import trio
+
+from node.config import NodeConfig
+from node.federation.channel import Channel
+from node.federation.inbound import FetchLimits, Inbound
+from node.federation.keystore import KeyStore
+from node.federation.links import LinkError, Links
+from node.federation.outbox import Outbox
+from node.federation.peer_link import LinkClosedError, LinkIdentity
+from node.keys import KeyRing, NodeKey
+from node.log import get_log
+from node.services.accounts import Accounts
+from node.services.rooms import RoomService
+from node.storage.db import Database
+from protocol import ErrorCode, EventType, RemoteProtocolError, parse_user_id
+from protocol.events import verify_countersignature
+from protocol.federation.keys import parse_key_object
+
+__all__ = ["Federation"]
+
+log = get_log(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Federation:
+    """This node's federation: links, outbox, inbound handling, remote invites and joins."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        keyring: KeyRing,
+        db: Database,
+        rooms: RoomService,
+        accounts: Accounts,
+        *,
+        clock_ms: Callable[[], int] = _now_ms,
+        limits: FetchLimits | None = None,
+    ) -> None:
+        self.server_name = config.server_name
+        self._keyring = keyring
+        self._clock_ms = clock_ms
+        self._rooms = rooms
+        # One key object per start: a fresh ``ts`` on every link would make peers re-pin it.
+        key_object = keyring.key_object(config.server_name, clock_ms())
+        own = parse_key_object(key_object)
+        self.keystore = KeyStore(db, own)
+        self.inbound = Inbound(
+            server_name=config.server_name,
+            key=self._current_key,
+            keystore=self.keystore,
+            rooms=rooms,
+            db=db,
+            user_is_active=accounts.is_active,
+            limits=limits or FetchLimits(),
+        )
+        identity = LinkIdentity(
+            server_name=config.server_name,
+            key_object=lambda: key_object,
+            signing_key=lambda: keyring.current.signing_key,
+            learn_keys=self.keystore.learn,
+            clock_ms=clock_ms,
+        )
+        self.links = Links(identity, self.inbound, peers=config.peers)
+        self.outbox = Outbox(db, self.links)
+        rooms.on_outbox = self.outbox.notify
+
+    def _current_key(self) -> NodeKey:
+        return self._keyring.current
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Load pinned keys and start sending what the outbox holds (catch-up, §3.3)."""
+        await self.keystore.load()
+        self.links.start(nursery)
+        await self.outbox.start(nursery)
+        for server in sorted(self._room_servers()):
+            nursery.start_soon(self._announce, server)
+
+    def _room_servers(self) -> set[str]:
+        """Every other server with a user joined to a room this node holds."""
+        servers: set[str] = set()
+        for room in self._rooms.rooms.values():
+            for user_id, membership in room.memberships().items():
+                if membership == "join":
+                    servers.add(parse_user_id(user_id).server_name)
+        servers.discard(self.server_name)
+        return servers
+
+    async def _announce(self, server: str) -> None:
+        """§3.3: open a link on start, so the peer's outbox for this node is sent at once."""
+        # A peer that is down too is linked by whichever of the two returns later.
+        with contextlib.suppress(LinkError):
+            await self.links.get(server)
+
+    async def accept(self, channel: Channel) -> None:
+        """Serve a link another node opened at ``/federation``."""
+        await self.links.accept(channel)
+
+    # --- §7: inviting a user of another node ---------------------------------------------
+
+    async def invite(self, room_id: str, sender: str, invitee: str) -> str:
+        """Have the invitee's node co-sign the invite, then store and send it."""
+        rooms = self._rooms
+        room = rooms.require_joined(sender, room_id)
+        event_id, signed = rooms.build_signed(
+            room,
+            sender=sender,
+            event_type=EventType.MEMBER,
+            content={"membership": "invite"},
+            state_key=invitee,
+        )
+        server = parse_user_id(invitee).server_name
+        try:
+            link = await self.links.get(server)
+            answer = await link.request("sign_invite", {"event": signed})
+        except (LinkError, LinkClosedError, trio.TooSlowError) as exc:
+            raise RemoteProtocolError(
+                ErrorCode.NOT_FOUND, f"{server} cannot be reached to invite {invitee}: {exc}"
+            ) from exc
+        cosigned = answer.get("event")
+        keys = self.keystore.get(server)
+        if type(cosigned) is not dict or keys is None:
+            raise RemoteProtocolError(ErrorCode.BAD_PARAMS, f"{server} answered no event")
+        verify_countersignature(cosigned, server, keys.verify_keys)
+        if {k: v for k, v in cosigned.items() if k != "signatures"} != {
+            k: v for k, v in signed.items() if k != "signatures"
+        }:
+            raise RemoteProtocolError(ErrorCode.BAD_EVENT, f"{server} changed the invite")
+        await rooms.store_signed(room, event_id, cosigned)
+        return event_id
+
+    # --- §6: joining a room held elsewhere -----------------------------------------------
+
+    async def fetch_room(self, room_id: str, via: list[str]) -> None:
+        """Hold ``room_id`` by paging its history from the first ``via`` server that has it."""
+        last: Exception | None = None
+        for server in via:
+            if server == self.server_name:
+                continue
+            try:
+                link = await self.links.get(server)
+                await self.inbound.acquire_from(link, room_id)
+                return
+            except (LinkError, LinkClosedError, trio.TooSlowError, RemoteProtocolError) as exc:
+                log.info("join_via_failed", room=room_id, via=server, why=str(exc)[:200])
+                last = exc
+        if isinstance(last, RemoteProtocolError):
+            raise last
+        raise RemoteProtocolError(
+            ErrorCode.NOT_FOUND, f"no server of {via[:8]} gave {room_id}: {last}"
+        )

@@ -1,0 +1,83 @@
+"""Two real nodes chat across a federation link (spec/federation.md §2-§7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from tests.federation.cluster import Cluster
+from tests.node.chat_client import bodies, items_until, say, user
+
+TIMEOUT = 20
+
+
+def _is_message(body: str) -> Any:
+    return lambda item: (
+        item["kind"] == "event"
+        and item["event"]["type"] == "message"
+        and item["event"]["content"].get("body") == body
+    )
+
+
+def _is_membership(user_id: str, membership: str) -> Any:
+    return lambda item: (
+        item["kind"] == "event"
+        and item["event"]["type"] == "member"
+        and item["event"]["state_key"] == user_id
+        and item["event"]["content"]["membership"] == membership
+    )
+
+
+@pytest.fixture
+async def cluster(nursery: trio.Nursery, tmp_path: Path) -> Cluster:
+    cluster = Cluster(nursery, tmp_path)
+    await cluster.start("a", "b")
+    return cluster
+
+
+async def test_invite_join_and_chat_across_two_nodes(cluster: Cluster) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
+            await alice.result("sync")
+            await bob.result("sync")
+            created = await alice.result("create_room", name="across", invite=["@bob:b.test"])
+            room_id = created["room_id"]
+            await items_until(bob, _is_membership("@bob:b.test", "invite"))
+            rooms = await bob.result("rooms")
+            assert room_id in [r["room_id"] for r in rooms["rooms"]]
+            await bob.result("join", room_id=room_id)
+            await items_until(alice, _is_membership("@bob:b.test", "join"))
+            await say(alice, room_id, "hello bob")
+            seen = await items_until(bob, _is_message("hello bob"))
+            assert bodies(seen) == ["hello bob"]
+            await say(bob, room_id, "hi alice")
+            await items_until(alice, _is_message("hi alice"))
+            members = await alice.result("members", room_id=room_id)
+            assert members == await bob.result("members", room_id=room_id)
+
+
+async def test_invite_of_an_unknown_remote_user_fails_and_stores_nothing(cluster: Cluster) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with user(cluster["a"].port, "alice") as alice:
+            room_id = (await alice.result("create_room", name="r"))["room_id"]
+            code = await alice.error("invite", room_id=room_id, user_id="@nobody:b.test")
+            assert code == "not_found"
+            members = await alice.result("members", room_id=room_id)
+            assert [m["user_id"] for m in members["members"]] == ["@alice:a.test"]
+
+
+async def test_joining_a_public_room_held_by_another_node(cluster: Cluster) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
+            room_id = (await alice.result("create_room", name="pub", public=True))["room_id"]
+            await say(alice, room_id, "before bob")
+            await alice.result("sync")
+            await bob.result("sync")
+            assert await bob.error("join", room_id=room_id) == "not_found"
+            await bob.result("join", room_id=room_id, via=["a.test"])
+            await items_until(alice, _is_membership("@bob:b.test", "join"))
+            await say(alice, room_id, "after bob")
+            await items_until(bob, _is_message("after bob"))
