@@ -369,6 +369,23 @@ def sign_event_with_id(
     return signed, event_id_from_hash(hashlib.sha256(reference).digest())
 
 
+def _check_server_signatures(
+    event: JsonObject,
+    server_name: str,
+    signed_by: Mapping[str, object],
+    known: Mapping[str, nacl.signing.VerifyKey],
+    reference: bytes,
+) -> bool:
+    """Verify every signature ``server_name`` made on ``event`` with a ``known`` key (by
+    bare id); ``bad_signature`` if one fails, False if it used none of them (§7)."""
+    prefix = ED25519 + ":"
+    names = [n for n in signed_by if n.startswith(prefix) and n[len(prefix) :] in known]
+    for name in names:
+        signature = signature_of(event, server_name, name)
+        verify_signature_bytes(reference, signature, known[name[len(prefix) :]])
+    return bool(names)
+
+
 def verify_event(
     event: JsonObject, verify_keys: Mapping[str, Mapping[str, nacl.signing.VerifyKey]]
 ) -> VerifiedEvent:
@@ -388,18 +405,14 @@ def verify_event(
         raise RemoteProtocolError(
             ErrorCode.MISSING_SIGNATURE, f"the sender's server {origin!r} did not sign the event"
         )
-    known = verify_keys.get(origin, {})
-    prefix = ED25519 + ":"
-    names = [n for n in by_origin if n.startswith(prefix) and n[len(prefix) :] in known]
-    if not names:
+    reference = _reference_bytes(event)
+    if not _check_server_signatures(
+        event, origin, by_origin, verify_keys.get(origin, {}), reference
+    ):
         raise RemoteProtocolError(
             ErrorCode.UNKNOWN_KEY,
             f"{origin!r} signed with keys {sorted(by_origin)[:4]} none of which is known",
         )
-    reference = _reference_bytes(event)
-    for name in names:
-        signature = signature_of(event, origin, name)
-        verify_signature_bytes(reference, signature, known[name[len(prefix) :]])
     event_id = event_id_from_hash(hashlib.sha256(reference).digest())
     expected = encode_base64(hashlib.sha256(hash_form).digest())
     if event["hashes"]["sha256"] != expected:
@@ -430,18 +443,10 @@ def verify_countersignature(
     """
     signatures = event.get("signatures")
     by_server = signatures.get(server_name) if type(signatures) is dict else None
-    prefix = ED25519 + ":"
-    names = [
-        n
-        for n in (by_server if type(by_server) is dict else {})
-        if n.startswith(prefix) and n[len(prefix) :] in verify_keys
-    ]
-    if not names:
+    signed_by = by_server if type(by_server) is dict else {}
+    if not _check_server_signatures(
+        event, server_name, signed_by, verify_keys, _reference_bytes(event)
+    ):
         raise RemoteProtocolError(
             ErrorCode.MISSING_SIGNATURE, f"{server_name[:80]!r} did not sign the event"
-        )
-    reference = _reference_bytes(event)
-    for name in names:
-        verify_signature_bytes(
-            reference, signature_of(event, server_name, name), verify_keys[name[len(prefix) :]]
         )
