@@ -11,12 +11,12 @@ effect when the node restarts. Errors end in one ``Error: ...`` line and exit co
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from node.clock import now_ms as _now_ms
 from node.config import DEFAULT_DATA_DIR, ConfigError, load_config
 from node.keys import KEY_FILE_NAME, KeyFileError, load_keyring, rotate_key
 from protocol import encode_canonical_json
@@ -32,11 +32,6 @@ def _data_option() -> click.Option:
         show_default=True,
         help=f"The node's data folder (its signing keys are in {KEY_FILE_NAME} there).",
     )
-
-
-def _now_ms() -> int:
-    """The wall clock in milliseconds: a key object's ``ts``, a key's ``expired_ts``."""
-    return time.time_ns() // 1_000_000
 
 
 def _check_key_file(data_dir: Path) -> Path:

@@ -8,11 +8,11 @@ inviting a user of another server (§7) and joining a room this node does not ho
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 
 import trio
 
+from node.clock import now_ms
 from node.config import NodeConfig
 from node.federation.channel import Channel
 from node.federation.inbound import FetchLimits, Inbound
@@ -34,10 +34,6 @@ __all__ = ["Federation"]
 log = get_log(__name__)
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Federation:
     """This node's federation: links, outbox, inbound handling, remote invites and joins."""
 
@@ -49,7 +45,7 @@ class Federation:
         rooms: RoomService,
         accounts: Accounts,
         *,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
         limits: FetchLimits | None = None,
     ) -> None:
         self.server_name = config.server_name

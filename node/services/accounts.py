@@ -21,11 +21,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from node import clock
 from node.services.passwords import PasswordHasher
 from node.storage.db import Database
 from protocol import ErrorCode, RemoteProtocolError, encode_base64_urlsafe, parse_user_id
@@ -116,10 +116,6 @@ def hash_token(access_token: str) -> str:
     return hashlib.sha256(access_token.encode()).hexdigest()
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def _new_device_id() -> str:
     return "".join(secrets.choice(DEVICE_ID_ALPHABET) for _ in range(DEVICE_ID_LENGTH))
 
@@ -154,7 +150,7 @@ class Accounts:
         server_name: str,
         *,
         password_cost: str = "interactive",
-        now_ms: Callable[[], int] = _now_ms,
+        now_ms: Callable[[], int] = clock.now_ms,
     ) -> None:
         self._db = db
         self._server_name = server_name

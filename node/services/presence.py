@@ -10,22 +10,18 @@ fake one.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import trio
 
+from node.clock import now_ms
 from node.hub import Hub
 from node.services.memberships import Memberships
 from node.session import Session
 from protocol import JsonObject, Notice, encode_frame
 
 __all__ = ["Presence"]
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -46,7 +42,7 @@ class Presence:
         memberships: Memberships,
         *,
         timeout_s: float,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._hub = hub
         self._memberships = memberships

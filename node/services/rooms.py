@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.clock import now_ms
 from node.keys import NodeKey
 from node.log import get_log
 from node.services.memberships import Memberships
@@ -48,10 +48,6 @@ __all__ = ["RoomService"]
 log = get_log(__name__)
 
 _MEMBER = EventType.MEMBER.value
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
@@ -105,7 +101,7 @@ class RoomService:
         stream: Stream,
         memberships: Memberships,
         txns: Transactions,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.server_name = server_name
         self._key = key

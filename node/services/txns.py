@@ -15,11 +15,11 @@ transactions are pruned from memory and from the database once an hour.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 
 import trio
 
+from node.clock import now_ms
 from node.storage.db import Database
 
 __all__ = ["RETENTION_MS", "Transactions", "TxnKey", "store_txn"]
@@ -32,14 +32,10 @@ RETENTION_MS = 24 * 3600 * 1000
 _PRUNE_EVERY_S = 3600.0
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class Transactions:
     """Runs a request once per txn key. Owns the ``txns`` table with its callers."""
 
-    def __init__(self, db: Database, clock_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, db: Database, clock_ms: Callable[[], int] = now_ms) -> None:
         self._db = db
         self._clock_ms = clock_ms
         self._known: dict[tuple[str, str], dict[str, tuple[str, int]]] = {}
