@@ -153,11 +153,9 @@ async def dial(address: PeerAddress, server_name: str, *, timeout: float) -> Asy
             try:
                 yield _ClientChannel(ws, address.url)
             finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(2):
-                        await ws.aclose()
-                    await trio.aclose_forcefully(stream)
-                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()  # the stream is closed below, once
     except* DialError as group:
         raise group.exceptions[0] from None
     except* (ConnectionClosed, HandshakeError, trio.BrokenResourceError, OSError) as group:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -284,11 +285,11 @@ class Inbound:
     def _get_missing(self, link: PeerLink, params: JsonObject) -> JsonObject:
         room = self._readable_room(link, params["room_id"], public_ok=False)
         earliest = set(params["earliest"])
-        queue = list(params["latest"])
+        queue = deque(params["latest"])
         taken: dict[str, JsonObject] = {}
         size = 0
         while queue and len(taken) < params["limit"]:
-            event_id = queue.pop(0)
+            event_id = queue.popleft()
             if event_id in taken or event_id in earliest or event_id not in room:
                 continue
             event = room.event(event_id)

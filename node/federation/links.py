@@ -176,7 +176,7 @@ class Links:
         assert peer is not None
         other = self.current(peer)
         if other is not None and other is not link:
-            keep, drop = _choose(other, link)
+            keep, drop = _choose(self._identity.server_name, other, link)
             if drop is link:
                 await link.close(CloseCode.NORMAL, "duplicate link")
                 return
@@ -201,13 +201,12 @@ class Links:
             await trio.sleep(max(0.0, PING_INTERVAL - (trio.current_time() - link.last_received)))
 
 
-def _choose(older: PeerLink, newer: PeerLink) -> tuple[PeerLink, PeerLink]:
+def _choose(own_name: str, older: PeerLink, newer: PeerLink) -> tuple[PeerLink, PeerLink]:
     """§2.3: (kept, closed) of two authenticated links to the same peer."""
     if older.initiator == newer.initiator:
         return newer, older
     # Different initiators: keep the link whose initiator's name is smaller (as UTF-8).
     assert newer.peer is not None
-    own_name = newer._identity.server_name
     own_smaller = own_name.encode() < newer.peer.encode()
     ours, theirs = (older, newer) if older.initiator else (newer, older)
     return (ours, theirs) if own_smaller else (theirs, ours)

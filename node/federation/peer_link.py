@@ -107,6 +107,9 @@ class PeerLink:
         self._waiting: dict[int, tuple[trio.Event, list[Response | ErrorResponse]]] = {}
         self._send_lock = trio.Lock()
         self._roles: LinkRoles | None = None
+        self._initiator_keys: ServerKeys | None = None
+        """The initiator's pinned keys, between ``link_hello`` and ``link_prove``."""
+        self._close_after_answer: tuple[int, str] | None = None
         self._own_nonce = encode_nonce(os.urandom(NONCE_BYTES))
         self._txns_in, self._txns_out = trio.open_memory_channel[Request](64)
         self._concurrent = trio.CapacityLimiter(_MAX_CONCURRENT_REQUESTS)
@@ -122,7 +125,7 @@ class PeerLink:
         """Read frames until the link closes; then fail every waiting request."""
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._handle_txns, nursery)
+                nursery.start_soon(self._handle_txns)
                 nursery.start_soon(self._expire_handshake)
                 await self._read(nursery)
                 nursery.cancel_scope.cancel()
@@ -188,7 +191,7 @@ class PeerLink:
         slot.append(answer)
         event.set()
 
-    async def _handle_txns(self, nursery: trio.Nursery) -> None:
+    async def _handle_txns(self) -> None:
         async for request in self._txns_out:
             await self._answer(request)
 
@@ -207,6 +210,8 @@ class PeerLink:
             failure = RemoteProtocolError(ErrorCode.INTERNAL_ERROR, "the node failed to answer")
             frame = encode_frame(error_response(request.id, failure))
         await self._send_quietly(frame)
+        if self._close_after_answer is not None:
+            await self.close(*self._close_after_answer)
 
     async def _dispatch(self, request: Request) -> JsonObject:
         if request.op == "ping":
@@ -281,11 +286,8 @@ class PeerLink:
                     ErrorCode.FORBIDDEN, f"reached {str(hello.get('server_name'))[:80]!r}"
                 )
             keys = await identity.learn_keys(hello.get("keys"))
-            roles = LinkRoles(identity.server_name, responder, self._own_nonce, "")
-            roles = LinkRoles(
-                roles.initiator, roles.responder, roles.initiator_nonce,
-                check_nonce(hello.get("nonce")),
-            )  # fmt: skip
+            nonce = check_nonce(hello.get("nonce"))
+            roles = LinkRoles(identity.server_name, responder, self._own_nonce, nonce)
             check_proof(hello.get("proof"), roles, responder, keys.link_key, identity.clock_ms())
             self._roles = roles
             proof = make_proof(
@@ -317,7 +319,7 @@ class PeerLink:
             self._own_nonce,
         )
         self._roles = roles
-        self._pending_keys = keys
+        self._initiator_keys = keys
         now = identity.clock_ms()
         return {
             "server_name": identity.server_name,
@@ -327,29 +329,18 @@ class PeerLink:
         }
 
     async def _answer_prove(self, params: JsonObject) -> JsonObject:
-        roles = self._roles
-        if self.initiator or roles is None or self.authenticated.is_set():
+        roles, keys = self._roles, self._initiator_keys
+        if self.initiator or roles is None or keys is None or self.authenticated.is_set():
             raise RemoteProtocolError(ErrorCode.FORBIDDEN, "link_prove follows link_hello, once")
         try:
             check_proof(
-                params["proof"],
-                roles,
-                roles.initiator,
-                self._pending_keys.link_key,
-                self._identity.clock_ms(),
+                params["proof"], roles, roles.initiator, keys.link_key, self._identity.clock_ms()
             )
         except RemoteProtocolError:
-            # §2.2: answer the error, then close; the close waits for the answer to go out.
-            self._close_soon()
+            # §2.2: answer the error, then close — once the answer is out (see _answer).
+            self._close_after_answer = (CloseCode.POLICY_VIOLATION, "link proof refused")
             raise
         self.peer = roles.initiator
         self.authenticated.set()
         log.info("link_authenticated", link=self.link_id, peer=self.peer, initiator=False)
         return {}
-
-    def _close_soon(self) -> None:
-        async def close_after_answer() -> None:
-            await trio.sleep(0.05)
-            await self.close(CloseCode.POLICY_VIOLATION, "link proof refused")
-
-        trio.lowlevel.spawn_system_task(close_after_answer)
