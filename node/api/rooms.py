@@ -46,32 +46,6 @@ def room_handlers(
 ) -> dict[str, Handler]:
     """The handlers of client.md §3, bound to the node's services."""
 
-    async def invite(session: Session, params: JsonObject) -> JsonObject:
-        user_id, device_id = _me(session)
-        target = params["user_id"]
-        if rooms.is_local(target):
-            event_id = await rooms.send(
-                user_id, device_id, params["room_id"], _MEMBER, {"membership": "invite"},
-                state_key=target,
-            )  # fmt: skip
-        else:  # federation.md §7: the invitee's node co-signs first
-            event_id = await federation.invite(params["room_id"], user_id, target)
-        return {"event_id": event_id}
-
-    async def join(session: Session, params: JsonObject) -> JsonObject:
-        user_id, device_id = _me(session)
-        room_id = params["room_id"]
-        if room_id not in rooms.rooms:  # federation.md §6: hold the room first
-            if not params.get("via"):
-                raise RemoteProtocolError(
-                    ErrorCode.NOT_FOUND, f"no room {room_id} here; say which servers hold it (via)"
-                )
-            await federation.fetch_room(room_id, params["via"])
-        event_id = await rooms.send(
-            user_id, device_id, room_id, _MEMBER, {"membership": "join"}, state_key=user_id
-        )
-        return {"event_id": event_id}
-
     def state_change(
         make: Callable[[str, JsonObject], tuple[str, JsonObject, str]],
     ) -> Handler:
@@ -97,12 +71,32 @@ def room_handlers(
 
         return state_change(make)
 
+    invite_local = membership("invite", target_param=True)
+    join_local = membership("join", target_param=False)
+
+    async def invite(session: Session, params: JsonObject) -> JsonObject:
+        if rooms.is_local(params["user_id"]):
+            return await invite_local(session, params)
+        # federation.md §7: the invitee's node co-signs first
+        user_id, _ = _me(session)
+        event_id = await federation.invite(params["room_id"], user_id, params["user_id"])
+        return {"event_id": event_id}
+
+    async def join(session: Session, params: JsonObject) -> JsonObject:
+        room_id = params["room_id"]
+        if room_id not in rooms.rooms:  # federation.md §6: hold the room first
+            if not params.get("via"):
+                raise RemoteProtocolError(
+                    ErrorCode.NOT_FOUND, f"no room {room_id} here; say which servers hold it (via)"
+                )
+            await federation.fetch_room(room_id, params["via"])
+        return await join_local(session, params)
+
     def simple(event_type: str, key: str) -> Handler:
         return state_change(lambda _, params: (event_type, {key: params[key]}, ""))
 
     async def create_room(session: Session, params: JsonObject) -> JsonObject:
         user_id, _ = _me(session)
-        invitees = list(dict.fromkeys(params.get("invite", [])))
         room_id = await rooms.create_room(
             user_id,
             name=params.get("name"),
@@ -112,7 +106,7 @@ def room_handlers(
             public=params.get("public", False),
             encryption=params.get("encryption"),
         )
-        for invitee in invitees:
+        for invitee in dict.fromkeys(params.get("invite", [])):
             if not rooms.is_local(invitee):
                 await federation.invite(room_id, user_id, invitee)
         return {"room_id": room_id}
