@@ -111,6 +111,8 @@ class RoomService:
         self._clock_ms = clock_ms
         self.rooms: dict[str, Room] = {}
         self._txns = txns
+        self._room_servers: dict[str, frozenset[str]] = {}
+        """Per room, the other servers with a joined or invited user (see destinations)."""
         self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
         """Told, after a commit, which destinations have new events queued (federation)."""
 
@@ -389,15 +391,16 @@ class RoomService:
     def destinations(self, room: Room, event: JsonObject) -> set[str]:
         """federation.md §3.3: the other servers with a user joined or invited after
         ``event``, and for a member event the server of the user it names."""
-        servers = {
-            parse_user_id(user_id).server_name
-            for user_id, membership in room.memberships().items()
-            if membership in ("join", "invite")
-        }
-        if event["type"] == _MEMBER:
-            servers.add(parse_user_id(event["state_key"]).server_name)
-        servers.discard(self.server_name)
-        return servers
+        servers = self._room_servers.get(room.room_id)
+        if servers is None:  # recomputed only after a member event changed the state
+            servers = self._room_servers[room.room_id] = frozenset(
+                parse_user_id(user_id).server_name
+                for user_id, membership in room.memberships().items()
+                if membership in ("join", "invite")
+            ) - {self.server_name}
+        if event["type"] != _MEMBER:
+            return set(servers)
+        return set(servers | {parse_user_id(event["state_key"]).server_name}) - {self.server_name}
 
     def _stage_root(self, room: Room, create_id: str, signed: JsonObject, staged: _Staged) -> None:
         self._stage_changes(room, Changes(added=[create_id], accepted=[create_id]), staged)
@@ -480,9 +483,11 @@ class RoomService:
     def _note_membership(
         self, room: Room, event: JsonObject, position: int, staged: _Staged
     ) -> None:
-        """A local user's membership may have changed: record it at ``position``."""
+        """A local user's membership may have changed: record it at ``position``. Any
+        user's: the room's servers are computed again when next needed."""
         if event["type"] != _MEMBER:
             return
+        self._room_servers.pop(room.room_id, None)
         user_id = event["state_key"]
         if not self.is_local(user_id):
             return
