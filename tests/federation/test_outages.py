@@ -12,32 +12,19 @@ import pytest
 import trio
 
 from tests.federation.cluster import Cluster
-from tests.node.chat_client import bodies, items_until, say, user
+from tests.node.chat_client import bodies, is_membership, is_message, items_until, say, user
 from tests.node.session_client import Client
 
 TIMEOUT = 60
-
-
-def _membership(user_id: str, membership: str) -> Any:
-    return lambda item: (
-        item["kind"] == "event"
-        and item["event"]["type"] == "member"
-        and item["event"]["state_key"] == user_id
-        and item["event"]["content"]["membership"] == membership
-    )
-
-
-def _message(body: str) -> Any:
-    return lambda item: item["kind"] == "event" and item["event"]["content"].get("body") == body
 
 
 async def _shared_room(alice: Client, bob: Client) -> str:
     await alice.result("sync")
     await bob.result("sync")
     room_id: str = (await alice.result("create_room", invite=["@bob:b.test"]))["room_id"]
-    await items_until(bob, _membership("@bob:b.test", "invite"), limit_s=TIMEOUT)
+    await items_until(bob, is_membership("@bob:b.test", "invite"), limit_s=TIMEOUT)
     await bob.result("join", room_id=room_id)
-    await items_until(alice, _membership("@bob:b.test", "join"), limit_s=TIMEOUT)
+    await items_until(alice, is_membership("@bob:b.test", "join"), limit_s=TIMEOUT)
     return room_id
 
 
@@ -72,7 +59,7 @@ async def test_a_node_down_while_messages_are_sent_catches_up_when_it_returns(
             await cluster.run("b")
             async with user(cluster["b"].port, "bob", register=False) as bob:
                 await bob.result("sync")
-                seen = await items_until(bob, _message(sent[-1]), limit_s=TIMEOUT)
+                seen = await items_until(bob, is_message(sent[-1]), limit_s=TIMEOUT)
                 assert bodies(seen) == sent
                 assert await _timeline(bob, room_id) == await _timeline(alice, room_id)
 
@@ -109,8 +96,8 @@ async def test_cut_stall_and_delay_then_heal_converges(
             cluster["a"].proxy.heal()
             cluster["b"].proxy.heal()
             # Each device sees every message of the other side exactly once, in its order.
-            from_bob = await items_until(alice, _message(sent["bob"][-1]), limit_s=TIMEOUT)
-            from_alice = await items_until(bob, _message(sent["alice"][-1]), limit_s=TIMEOUT)
+            from_bob = await items_until(alice, is_message(sent["bob"][-1]), limit_s=TIMEOUT)
+            from_alice = await items_until(bob, is_message(sent["alice"][-1]), limit_s=TIMEOUT)
             assert [b for b in bodies(from_bob) if b.startswith("bob")] == sent["bob"]
             assert [b for b in bodies(from_alice) if b.startswith("alice")] == sent["alice"]
             assert await _timeline(alice, room_id) == await _timeline(bob, room_id)

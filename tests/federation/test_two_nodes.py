@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 
 from tests.federation.cluster import Cluster
-from tests.node.chat_client import bodies, items_until, say, user
+from tests.node.chat_client import bodies, is_membership, is_message, items_until, say, user
 
 TIMEOUT = 20
-
-
-def _is_message(body: str) -> Any:
-    return lambda item: (
-        item["kind"] == "event"
-        and item["event"]["type"] == "message"
-        and item["event"]["content"].get("body") == body
-    )
-
-
-def _is_membership(user_id: str, membership: str) -> Any:
-    return lambda item: (
-        item["kind"] == "event"
-        and item["event"]["type"] == "member"
-        and item["event"]["state_key"] == user_id
-        and item["event"]["content"]["membership"] == membership
-    )
 
 
 @pytest.fixture
@@ -45,16 +27,16 @@ async def test_invite_join_and_chat_across_two_nodes(cluster: Cluster) -> None:
             await bob.result("sync")
             created = await alice.result("create_room", name="across", invite=["@bob:b.test"])
             room_id = created["room_id"]
-            await items_until(bob, _is_membership("@bob:b.test", "invite"))
+            await items_until(bob, is_membership("@bob:b.test", "invite"))
             rooms = await bob.result("rooms")
             assert room_id in [r["room_id"] for r in rooms["rooms"]]
             await bob.result("join", room_id=room_id)
-            await items_until(alice, _is_membership("@bob:b.test", "join"))
+            await items_until(alice, is_membership("@bob:b.test", "join"))
             await say(alice, room_id, "hello bob")
-            seen = await items_until(bob, _is_message("hello bob"))
+            seen = await items_until(bob, is_message("hello bob"))
             assert bodies(seen) == ["hello bob"]
             await say(bob, room_id, "hi alice")
-            await items_until(alice, _is_message("hi alice"))
+            await items_until(alice, is_message("hi alice"))
             members = await alice.result("members", room_id=room_id)
             assert members == await bob.result("members", room_id=room_id)
 
@@ -78,6 +60,6 @@ async def test_joining_a_public_room_held_by_another_node(cluster: Cluster) -> N
             await bob.result("sync")
             assert await bob.error("join", room_id=room_id) == "not_found"
             await bob.result("join", room_id=room_id, via=["a.test"])
-            await items_until(alice, _is_membership("@bob:b.test", "join"))
+            await items_until(alice, is_membership("@bob:b.test", "join"))
             await say(alice, room_id, "after bob")
-            await items_until(bob, _is_message("after bob"))
+            await items_until(bob, is_message("after bob"))

@@ -70,6 +70,21 @@ async def items_until(
     return items
 
 
+def is_membership(user_id: str, membership: str) -> Any:
+    """A predicate for :func:`items_until`: ``user_id``'s membership event of that kind."""
+    return lambda item: (
+        item["kind"] == "event"
+        and item["event"]["type"] == "member"
+        and item["event"]["state_key"] == user_id
+        and item["event"]["content"]["membership"] == membership
+    )
+
+
+def is_message(body: str) -> Any:
+    """A predicate for :func:`items_until`: the message with this body."""
+    return lambda item: bodies([item]) == [body]
+
+
 def bodies(items: list[dict[str, Any]]) -> list[str]:
     """The message bodies among stream items, in order."""
     return [
