@@ -16,7 +16,7 @@ from typing import Any, Final
 import nacl.signing
 
 from protocol.b64 import decode_base64, encode_base64
-from protocol.canonical_json import JsonObject, encode_canonical_json
+from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject, encode_canonical_json
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.signing import (
     _sign_bytes,
@@ -111,6 +111,9 @@ def check_proof(
     ts, key_name, signature = proof["ts"], proof["key_id"], proof["signature"]
     if type(ts) is not int or type(key_name) is not str or type(signature) is not str:
         raise RemoteProtocolError(ErrorCode.BAD_PARAMS, "a proof's members have the wrong types")
+    if not 0 <= ts <= MAX_SAFE_INTEGER:
+        # Checked here, not left to the statement's encoder, which would blame this node.
+        raise RemoteProtocolError(ErrorCode.BAD_PARAMS, "a proof's ts is not in 0..2^53-1")
     try:
         algorithm, key_id = parse_key_id(key_name)
     except RemoteProtocolError as exc:

@@ -108,6 +108,26 @@ class Implementation(Protocol):
         """spec/federation.md §1.2: the object kept pinned, or ConformanceError(code)."""
         ...
 
+    def link_statement(self, roles: dict[str, str], signer: str, ts: int) -> bytes:
+        """spec/federation.md §2.2: the bytes ``signer`` signs at ``ts`` on a link; ``roles``
+        holds ``initiator``, ``responder``, ``initiator_nonce`` and ``responder_nonce``."""
+        ...
+
+    def make_link_proof(self, roles: dict[str, str], signer: str, ts: int, seed: bytes) -> Any:
+        """spec/federation.md §2.2: ``signer``'s proof, made with the key of ``seed``."""
+        ...
+
+    def check_link_proof(
+        self, proof: Any, roles: dict[str, str], signer: str, keys: dict[str, Any], now_ms: int
+    ) -> None:
+        """spec/federation.md §2.2: check ``signer``'s ``proof`` at ``now_ms``, ``keys`` being
+        the signer's pinned key object; raise ConformanceError(code)."""
+        ...
+
+    def check_link_nonce(self, nonce: Any) -> None:
+        """spec/federation.md §2.2: a nonce; raise ConformanceError("bad_params")."""
+        ...
+
     def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
         """spec/wire.md §3: the frame as in spec/vectors/frames.json, or ConformanceError."""
         ...

@@ -9,6 +9,7 @@ import protocol
 from protocol import rooms
 from protocol.errors import ProtocolError
 from protocol.federation import keys as server_keys
+from protocol.federation import link
 from tests.conformance.adapter import ConformanceError, Implementation
 
 ID_CHECKS: dict[str, Callable[[str], object]] = {
@@ -19,6 +20,12 @@ ID_CHECKS: dict[str, Callable[[str], object]] = {
     "device_id": protocol.validate_device_id,
     "key_id": protocol.validate_key_id,
 }
+
+
+def _link_roles(roles: dict[str, str]) -> link.LinkRoles:
+    return link.LinkRoles(
+        roles["initiator"], roles["responder"], roles["initiator_nonce"], roles["responder_nonce"]
+    )
 
 
 def _translate(call: Callable[[], Any]) -> Any:
@@ -123,6 +130,25 @@ class KithAdapter:
             return server_keys.pin(old, server_keys.parse_key_object(received)).source
 
         return _translate(kept)
+
+    def link_statement(self, roles: dict[str, str], signer: str, ts: int) -> bytes:
+        return link.link_statement(_link_roles(roles), signer, ts)
+
+    def make_link_proof(self, roles: dict[str, str], signer: str, ts: int, seed: bytes) -> Any:
+        key = protocol.signing_key_from_seed(seed)
+        return link.make_proof(_link_roles(roles), signer, ts, key)
+
+    def check_link_proof(
+        self, proof: Any, roles: dict[str, str], signer: str, keys: dict[str, Any], now_ms: int
+    ) -> None:
+        def check() -> None:
+            link_key = server_keys.parse_key_object(keys).link_key
+            link.check_proof(proof, _link_roles(roles), signer, link_key, now_ms)
+
+        _translate(check)
+
+    def check_link_nonce(self, nonce: Any) -> None:
+        _translate(lambda: link.check_nonce(nonce))
 
     def decode_frame(self, text: str, endpoint: str, sender: str) -> dict[str, Any]:
         frame = _translate(

@@ -214,3 +214,40 @@ def test_decode_frame(impl: Implementation, case: dict[str, Any]) -> None:
         case["error"]["request_id"],
         case["error"]["close_code"],
     )
+
+
+# --- links (spec/federation.md §2.2) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("link", "statement"), ids=case_ids("link", "statement"))
+def test_link_statement(impl: Implementation, case: dict[str, Any]) -> None:
+    statement = impl.link_statement(case["roles"], case["signer"], case["ts"])
+    assert statement == case["statement"].encode()
+
+
+@pytest.mark.parametrize("case", cases("link", "make"), ids=case_ids("link", "make"))
+def test_make_link_proof(impl: Implementation, case: dict[str, Any]) -> None:
+    roles, signer, ts = case["roles"], case["signer"], case["ts"]
+    assert impl.link_statement(roles, signer, ts) == case["statement"].encode()
+    assert impl.make_link_proof(roles, signer, ts, _seed(case["seed"])) == case["proof"]
+
+
+@pytest.mark.parametrize("case", cases("link", "check"), ids=case_ids("link", "check"))
+def test_check_link_proof(impl: Implementation, case: dict[str, Any]) -> None:
+    args = (case["proof"], case["roles"], case["signer"], case["keys"], case["now"])
+    if case["error"] is None:
+        impl.check_link_proof(*args)
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.check_link_proof(*args)
+    assert caught.value.code == case["error"]
+
+
+@pytest.mark.parametrize("case", cases("link", "nonce"), ids=case_ids("link", "nonce"))
+def test_check_link_nonce(impl: Implementation, case: dict[str, Any]) -> None:
+    if case["error"] is None:
+        impl.check_link_nonce(case["nonce"])
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.check_link_nonce(case["nonce"])
+    assert caught.value.code == case["error"]
