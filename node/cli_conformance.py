@@ -1,8 +1,9 @@
 """``kith conformance``: check a node against the spec with the conformance suite.
 
 Runs ``tests/conformance`` of this source tree against a node URL (``--registration-token``
-lets the client protocol tests make users) and writes one JSON line per test. The suite
-needs the test dependencies (``make test`` installs them).
+lets the client protocol tests make users and rooms; ``--server-name`` tells the federation
+tests, which act as a fake peer node, whom they are talking to) and writes one JSON line per
+test. The suite needs the test dependencies (``make test`` installs them).
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ SUITE = Path(__file__).resolve().parents[1] / "tests" / "conformance"
 @click.argument("url")
 @click.option("--registration-token", help="The node's registration token (mode 'token').")
 @click.option(
+    "--server-name",
+    help="The node's server name, for the federation tests "
+    "(default: read from a user registered with the token).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("conformance.jsonl"),
     show_default=True,
     help="Where to write the results, one JSON line per test.",
 )
-def conformance(url: str, registration_token: str | None, output: Path) -> None:
+def conformance(
+    url: str, registration_token: str | None, server_name: str | None, output: Path
+) -> None:
     """Check the node at URL (ws://host:port) against spec/ and spec/vectors.
 
     Exit code 0 when every test passed, 1 otherwise.
@@ -52,6 +60,8 @@ def conformance(url: str, registration_token: str | None, output: Path) -> None:
     ]
     if registration_token:
         command += ["--registration-token", registration_token]
+    if server_name:
+        command += ["--server-name", server_name]
     code = subprocess.call(command, cwd=SUITE.parents[1])
     click.echo(f"results: {output}")
     sys.exit(0 if code == 0 else 1)

@@ -3,7 +3,9 @@
 ``--impl module:attribute`` picks the adapter the algorithm tests check (default: this
 repository's ``protocol``). ``--node-url ws://host:port`` points the wire tests at a running
 node; without it a fresh node is started with ``kith serve --port 0`` in a temporary
-folder and stopped with SIGTERM at the end, which must exit cleanly.
+folder and stopped with SIGTERM at the end, which must exit cleanly. ``--server-name``
+tells the federation tests the running node's server name; without it they learn it from
+a user they register (``--registration-token``).
 """
 
 from __future__ import annotations
@@ -21,12 +23,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from tests.conformance.adapter import Implementation
+from tests.conformance.client_session import session
 
 _LISTENING = re.compile(r"\bevent=listening\b.*\bport=(\d+)")
 _START_TIMEOUT_S = 20.0
 _STOP_TIMEOUT_S = 10.0
+_SERVER_NAME = "node.conformance.test"
+"""The server name of the node the suite starts itself."""
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--server-name``: the server name of the node given by ``--node-url``."""
+    parser.getgroup("kith conformance").addoption(
+        "--server-name",
+        default=None,
+        help="server name of the node given by --node-url, for the federation tests "
+        "(default: learnt from a user registered with --registration-token)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,6 +93,7 @@ def node_url(
     data = tmp_path_factory.mktemp("conformance-node")
     # Token registration, so the client tests can make users; cheap hashes, for speed.
     (data / "kith.toml").write_text(
+        f'[server]\nname = "{_SERVER_NAME}"\n'
         f'[registration]\nmode = "token"\ntoken = "{_TOKEN}"\n[passwords]\ncost = "min"\n',
         encoding="utf-8",
     )
@@ -110,3 +127,27 @@ def _wait_for_port(process: subprocess.Popen[str], lines: queue.Queue[str | None
         match = _LISTENING.search(line)
         if match:
             return int(match.group(1))
+
+
+@pytest.fixture(scope="session")
+def server_name(request: pytest.FixtureRequest, node_url: str) -> str:
+    """The node under test's server name: who a fake peer asks for (federation.md §2.2)."""
+    given = request.config.getoption("--server-name", default=None)
+    if given:
+        return str(given)
+    if not request.config.getoption("--node-url"):
+        return _SERVER_NAME
+    token = request.config.getoption("--registration-token")
+    if not token:
+        pytest.skip(
+            "checking a running node's federation needs --server-name or --registration-token"
+        )
+    return trio.run(_server_name_of_a_user, node_url, str(token))
+
+
+async def _server_name_of_a_user(node_url: str, token: str) -> str:
+    """Register a user and read the server name from its user id (ids.md §3)."""
+    with trio.fail_after(_START_TIMEOUT_S):
+        async with session(node_url) as client:
+            user_id = await client.register(token, "probe")
+    return user_id.partition(":")[2]

@@ -1,0 +1,585 @@
+"""Black-box checks of spec/federation.md against a running node, by a fake peer
+(``tests.conformance.fake_peer``) that opens links to the node's ``/federation`` endpoint.
+
+What each group needs of the node under test:
+
+- the handshake (§2), the checks of §4 steps 1-2, rooms the node does not hold and
+  ``sign_invite`` of an unknown user need only the node's server name (``--server-name``,
+  or learnt from a user registered with ``--registration-token``);
+- everything about a room the node holds needs ``--registration-token``: a user of the
+  node creates the room through the client protocol (client.md), public when the fake peer
+  must read or join it (§5: any server may ``backfill`` a public room), private when it must
+  be refused.
+
+Every test ends by checking that the node still opens and serves a new link.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import nacl.signing
+import pytest
+import trio
+
+from protocol import compute_event_id, redact_event
+from protocol.events import verify_countersignature
+from protocol.federation.keys import build_key_object
+from protocol.federation.link import LinkRoles, encode_nonce
+from tests.conformance.client_session import Session, session
+from tests.conformance.fake_peer import (
+    NO_EVENT,
+    NO_ROOM,
+    FakePeer,
+    RoomHistory,
+    fake_server_name,
+    now_ms,
+    open_fake_peer,
+)
+
+TIMEOUT = 10
+UNKNOWN_ROOM = NO_ROOM
+UNKNOWN_EVENT = NO_EVENT
+
+
+def _other_key() -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(os.urandom(32))
+
+
+async def _assert_serving(node_url: str, server_name: str) -> None:
+    """The node still opens, authenticates and serves a new link."""
+    async with open_fake_peer(node_url, server_name) as peer:
+        await peer.authenticate()
+        assert await peer.result("ping") == {}
+
+
+@asynccontextmanager
+async def _authenticated(node_url: str, server_name: str) -> AsyncIterator[FakePeer]:
+    async with open_fake_peer(node_url, server_name) as peer:
+        await peer.authenticate()
+        yield peer
+
+
+@asynccontextmanager
+async def _room_creator(
+    node_url: str, token: str, *, public: bool
+) -> AsyncIterator[tuple[Session, str]]:
+    """A user of the node and a room they created (public or invite-only)."""
+    async with session(node_url) as creator:
+        await creator.register(token, "fed")
+        room_id = (await creator.result("create_room", name="federation", public=public))["room_id"]
+        yield creator, room_id
+
+
+def _parents_first(room: RoomHistory, order: list[str]) -> bool:
+    seen: set[str] = set()
+    for event_id in order:
+        if any(parent not in seen for parent in room.events[event_id]["prev_events"]):
+            return False
+        seen.add(event_id)
+    return True
+
+
+# --- §2.2 opening a link ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("op", "params"),
+    [
+        ("txn", {"txn_id": "t", "pdus": [], "edus": []}),
+        (
+            "get_missing",
+            {"room_id": UNKNOWN_ROOM, "earliest": [], "latest": [UNKNOWN_EVENT], "limit": 1},
+        ),
+        ("backfill", {"room_id": UNKNOWN_ROOM, "limit": 1}),
+        ("sign_invite", {"event": {}}),
+        ("to_device", {"messages": []}),
+    ],
+)
+async def test_requests_before_the_handshake_are_not_authenticated(
+    node_url: str, server_name: str, op: str, params: dict[str, Any]
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            assert await peer.error(op, **params) == "not_authenticated"
+            hello = await peer.hello()  # the refusal left the link open
+            assert "result" in hello, hello
+            assert await peer.error(op, **params) == "not_authenticated"  # half a handshake
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_proof_before_the_hello_does_not_authenticate(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            guessed = LinkRoles(peer.name, server_name, peer.nonce, encode_nonce(os.urandom(32)))
+            assert "error" in await peer.request("link_prove", proof=peer.proof(roles=guessed))
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_valid_handshake_authenticates_the_link_and_ping_works(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            hello = await peer.hello()
+            assert "result" in hello, hello
+            # The node proves its own name for this link: its nonce, its key object, its
+            # proof as responder (checked as an initiator must, §2.2).
+            peer.check_hello_result(hello["result"])
+            assert peer.node_nonce != peer.nonce
+            assert await peer.result("link_prove", proof=peer.proof()) == {}
+            assert await peer.result("ping") == {}
+            assert await peer.result("txn", txn_id="empty", pdus=[], edus=[]) == {"pdus": []}
+        await _assert_serving(node_url, server_name)
+
+
+async def test_hello_naming_another_responder_is_not_found(node_url: str, server_name: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            answer = await peer.hello(responder=fake_server_name())
+            assert answer["error"]["code"] == "not_found"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_hello_claiming_the_nodes_own_name_is_forbidden(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name, name=server_name) as peer:
+            assert (await peer.hello())["error"]["code"] == "forbidden"
+        await _assert_serving(node_url, server_name)
+
+
+def _unsigned(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "signatures": {}}
+
+
+def _retimed(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "ts": obj["ts"] + 1}
+
+
+def _extra(obj: dict[str, Any]) -> dict[str, Any]:
+    return {**obj, "valid_until_ts": obj["ts"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [(_unsigned, "missing_signature"), (_retimed, "bad_signature"), (_extra, "bad_key")],
+    ids=["unsigned", "changed_after_signing", "extra_member"],
+)
+async def test_hello_with_a_broken_key_object_gets_the_code_of_its_first_failing_check(
+    node_url: str,
+    server_name: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    code: str,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            answer = await peer.hello(keys=change(peer.key_object()))
+            assert answer["error"]["code"] == code
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_second_hello_on_a_link_is_forbidden(node_url: str, server_name: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            assert (await peer.hello())["error"]["code"] == "forbidden"
+            assert await peer.result("ping") == {}
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_new_key_must_be_signed_by_the_pinned_one(node_url: str, server_name: str) -> None:
+    """§1.2: a newer key object replaces the pinned one only if a pinned key signed it."""
+    with trio.fail_after(TIMEOUT):
+        first_ts = now_ms()
+        async with open_fake_peer(node_url, server_name) as first:
+            assert "result" in await first.hello(keys=first.key_object(ts=first_ts))
+            assert await first.result("link_prove", proof=first.proof()) == {}
+        async with open_fake_peer(node_url, server_name, name=first.name) as usurper:
+            keys = usurper.key_object(ts=first_ts + 1000)
+            assert (await usurper.hello(keys=keys))["error"]["code"] == "unknown_key"
+        async with open_fake_peer(node_url, server_name, name=first.name) as rotated:
+            keys = build_key_object(
+                rotated.name, first_ts + 2000, [rotated.key], [], co_signers=[first.key]
+            )
+            assert "result" in await rotated.hello(keys=keys)
+            assert await rotated.result("link_prove", proof=rotated.proof()) == {}
+            assert await rotated.result("ping") == {}
+        await _assert_serving(node_url, server_name)
+
+
+def _forged(peer: FakePeer) -> dict[str, Any]:
+    return peer.proof(key=_other_key())
+
+
+def _other_nonce(peer: FakePeer) -> dict[str, Any]:
+    roles = LinkRoles(peer.name, peer.node_name, peer.nonce, encode_nonce(os.urandom(32)))
+    return peer.proof(roles=roles)
+
+
+def _stale(peer: FakePeer) -> dict[str, Any]:
+    return peer.proof(ts=now_ms() - 600_000)
+
+
+def _early(peer: FakePeer) -> dict[str, Any]:
+    return peer.proof(ts=now_ms() + 600_000)
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (_forged, "unknown_key"),
+        (_other_nonce, "bad_signature"),
+        (_stale, "clock_skew"),
+        (_early, "clock_skew"),
+    ],
+    ids=["another_key", "another_nonce", "stale", "from_the_future"],
+)
+async def test_a_bad_proof_is_refused_and_the_link_closed_1008(
+    node_url: str, server_name: str, make: Callable[[FakePeer], dict[str, Any]], code: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            assert "result" in await peer.hello()
+            assert await peer.error("link_prove", proof=make(peer)) == code
+            assert await peer.close_code() == 1008
+        await _assert_serving(node_url, server_name)
+
+
+# --- §3.1, §4 steps 1-2: events refused whatever the room -----------------------------------
+
+
+def _not_an_event(peer: FakePeer) -> dict[str, Any]:
+    return {"type": "message"}
+
+
+def _extra_field(peer: FakePeer) -> dict[str, Any]:
+    return {**peer.event(room_id=UNKNOWN_ROOM)[0], "extra": 1}
+
+
+def _bad_sender(peer: FakePeer) -> dict[str, Any]:
+    return {**peer.event(room_id=UNKNOWN_ROOM)[0], "sender": "mallory"}
+
+
+def _oversized(peer: FakePeer) -> dict[str, Any]:
+    event = peer.event(room_id=UNKNOWN_ROOM, event_type="org.example.blob", content={})[0]
+    return {**event, "content": {"blob": "x" * 600_000}}
+
+
+def _unknown_key(peer: FakePeer) -> dict[str, Any]:
+    return peer.event(room_id=UNKNOWN_ROOM, key=_other_key())[0]
+
+
+def _bad_signature(peer: FakePeer) -> dict[str, Any]:
+    event, _ = peer.event(room_id=UNKNOWN_ROOM)
+    [(key_name, _)] = event["signatures"][peer.name].items()
+    other, _ = peer.event(room_id=UNKNOWN_ROOM, content={"body": "other", "msgtype": "text"})
+    forged = next(iter(other["signatures"][peer.name].values()))
+    return {**event, "signatures": {peer.name: {key_name: forged}}}
+
+
+def _node_users_event(peer: FakePeer) -> dict[str, Any]:
+    return peer.event(room_id=UNKNOWN_ROOM, sender=f"@someone:{peer.node_name}")[0]
+
+
+def _third_servers_event(peer: FakePeer) -> dict[str, Any]:
+    return peer.event(room_id=UNKNOWN_ROOM, sender=f"@someone:{fake_server_name()}")[0]
+
+
+def _unknown_room(peer: FakePeer) -> dict[str, Any]:
+    return peer.event(room_id=UNKNOWN_ROOM)[0]
+
+
+_WELL_FORMED = {"unknown_key", "bad_signature", "missing_signature", "not_found"}
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_not_an_event, "bad_event"),
+        (_extra_field, "bad_event"),
+        (_bad_sender, "bad_identifier"),
+        (_oversized, "too_large"),
+        (_unknown_key, "unknown_key"),
+        (_bad_signature, "bad_signature"),
+        (_node_users_event, "missing_signature"),
+        (_third_servers_event, "missing_signature"),
+        (_unknown_room, "not_found"),
+    ],
+    ids=[
+        "not_an_event",
+        "extra_field",
+        "bad_sender",
+        "oversized",
+        "signed_by_an_unknown_key",
+        "signature_does_not_verify",
+        "speaks_for_a_user_of_the_node",
+        "speaks_for_a_user_of_a_third_server",
+        "room_the_node_does_not_hold",
+    ],
+)
+async def test_an_event_failing_a_check_is_refused_with_its_reason(
+    node_url: str, server_name: str, make: Callable[[FakePeer], dict[str, Any]], reason: str
+) -> None:
+    """§4: format, then the sender's server's signature, then the room — the first failing
+    check gives the reason. The room is one the node does not hold, so a node that looked
+    at the room before the signature would answer ``not_found`` instead."""
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            pdu = make(peer)
+            [outcome] = await peer.txn(pdu)
+            assert (outcome["outcome"], outcome.get("reason")) == ("refused", reason)
+            if reason in _WELL_FORMED:
+                assert outcome["event_id"] == compute_event_id(pdu)
+            assert await peer.result("ping") == {}  # a refused event leaves the link open
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_txn_over_its_limits_is_too_large(node_url: str, server_name: str) -> None:
+    """§3.1: at most 100 pdus and 100 edus, a ``txn_id`` of at most 64 characters."""
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            pdu = peer.event(room_id=UNKNOWN_ROOM)[0]
+            edu = {"type": "typing", "content": {}}
+            assert await peer.error("txn", txn_id="t", pdus=[pdu] * 101, edus=[]) == "too_large"
+            assert await peer.error("txn", txn_id="t", pdus=[], edus=[edu] * 101) == "too_large"
+            assert await peer.error("txn", txn_id="t" * 65, pdus=[], edus=[]) == "too_large"
+            assert await peer.result("ping") == {}
+        await _assert_serving(node_url, server_name)
+
+
+# --- §4 steps 3-4: events of a room the node holds (needs --registration-token) -------------
+
+
+async def test_a_peer_joins_a_public_room_and_messages_flow_both_ways(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (creator, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            create_id = "$" + room_id[1:]
+            assert create_id in room.events  # §5: from the create event on, oldest first
+            assert _parents_first(room, list(room.events))
+            _, outcome = await peer.join(room)
+            assert outcome == "accepted"
+            message, message_id = peer.event_in(
+                room, content={"body": "hello from a peer", "msgtype": "text"}
+            )
+            assert await peer.txn(message) == [{"event_id": message_id, "outcome": "accepted"}]
+            await creator.result("sync")
+            items = await creator.items_until(
+                lambda item: item.get("event", {}).get("event_id") == message_id
+            )
+            seen = next(
+                i["event"] for i in items if i.get("event", {}).get("event_id") == message_id
+            )
+            assert (seen["sender"], seen["content"]["body"]) == (peer.user(), "hello from a peer")
+            # §3.3: the peer's server is now a destination of the room's events, sent over
+            # the one link between the two servers (§2.3).
+            sent = await creator.result(
+                "send", room_id=room_id, txn_id="to-peer", content={"body": "hello, peer"}
+            )
+            while sent["event_id"] not in peer.pdus:
+                await peer.next_request()
+            assert peer.pdus[sent["event_id"]]["content"]["body"] == "hello, peer"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_an_event_with_a_wrong_content_hash_is_kept_redacted(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§4 step 3, events.md §7 step 9: the redacted form is kept under the same id."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            assert (await peer.join(room))[1] == "accepted"
+            # An extension type, whose redacted content (``{}``) is still valid content
+            # (rooms.md §3): the verdict then depends on the redaction alone.
+            signed, event_id = peer.event_in(
+                room, event_type="org.example.note", content={"text": "original"}
+            )
+            tampered = {**signed, "content": {"text": "altered"}}
+            assert await peer.txn(tampered) == [{"event_id": event_id, "outcome": "accepted"}]
+            kept = (await peer.history(room_id)).events[event_id]
+            assert kept == redact_event(tampered)
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_replayed_event_is_a_duplicate(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            create_id = "$" + room_id[1:]
+            join_id, outcome = await peer.join(room)
+            assert outcome == "accepted"
+            message, message_id = peer.event_in(room)
+            assert (await peer.txn(message))[0]["outcome"] == "accepted"
+            # The peer's own events and an event of the node itself, relayed back.
+            replayed = [room.events[join_id], message, room.events[create_id]]
+            outcomes = await peer.txn(*replayed)
+            assert outcomes == [
+                {"event_id": event_id, "outcome": "duplicate"}
+                for event_id in (join_id, message_id, create_id)
+            ]
+        await _assert_serving(node_url, server_name)
+
+
+async def test_an_event_whose_parents_cannot_be_fetched_is_held(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§4 step 4, §5: the node asks the sender for the missing parents; the fake peer has
+    none to give, so the event is held."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            assert (await peer.join(room))[1] == "accepted"
+            orphan, orphan_id = peer.event(
+                room_id=room_id, prev_events=[UNKNOWN_EVENT], depth=room.next_depth() + 1
+            )
+            assert await peer.txn(orphan) == [{"event_id": orphan_id, "outcome": "held"}]
+            asked = [r for r in peer.requests if r["op"] == "get_missing"]
+            assert asked, "the node did not ask the sender for the missing parents"
+            assert asked[0]["params"]["room_id"] == room_id
+            assert UNKNOWN_EVENT in asked[0]["params"]["latest"]
+            assert await peer.result("ping") == {}
+        await _assert_serving(node_url, server_name)
+
+
+# --- §5 fetching events ---------------------------------------------------------------------
+
+
+async def test_fetching_from_a_room_the_node_does_not_hold_is_not_found(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            missing = {"earliest": [], "latest": [UNKNOWN_EVENT], "limit": 10}
+            assert await peer.error("get_missing", room_id=UNKNOWN_ROOM, **missing) == "not_found"
+            assert await peer.error("backfill", room_id=UNKNOWN_ROOM, limit=10) == "not_found"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_fetches_are_forbidden_to_a_server_with_no_user_in_a_private_room(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=False) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            create_id = "$" + room_id[1:]
+            missing = {"earliest": [], "latest": [create_id], "limit": 10}
+            assert await peer.error("get_missing", room_id=room_id, **missing) == "forbidden"
+            assert await peer.error("backfill", room_id=room_id, limit=10) == "forbidden"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_public_room_can_be_backfilled_by_anyone_but_get_missing_needs_a_user(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            whole = await peer.history(room_id)
+            paged = await peer.history(room_id, limit=1)  # one event a page, tokens followed
+            assert list(paged.events) == list(whole.events)
+            tips = whole.extremities()
+            missing = {"earliest": [], "latest": tips, "limit": 100}
+            assert await peer.error("get_missing", room_id=room_id, **missing) == "forbidden"
+            join_id, outcome = await peer.join(whole)
+            assert outcome == "accepted"
+            # Now the peer has a user in the room: get_missing walks back from `latest`.
+            found = await peer.result(
+                "get_missing", room_id=room_id, earliest=[], latest=[join_id], limit=100
+            )
+            assert {compute_event_id(e) for e in found["events"]} == set(whole.events)
+            assert isinstance(found["keys"], list)
+        await _assert_serving(node_url, server_name)
+
+
+# --- §7 invites across nodes ------------------------------------------------------------------
+
+
+def _invite(peer: FakePeer, invitee: str) -> tuple[dict[str, Any], str]:
+    return peer.event(
+        room_id=UNKNOWN_ROOM,
+        event_type="member",
+        state_key=invitee,
+        content={"membership": "invite"},
+        prev_events=[UNKNOWN_EVENT],
+    )
+
+
+async def test_sign_invite_of_an_unknown_user_is_not_found(node_url: str, server_name: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            nobody = f"@nobody-{peer.name.partition('-')[2][:8]}:{server_name}"
+            invite, _ = _invite(peer, nobody)
+            assert await peer.error("sign_invite", event=invite) == "not_found"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_sign_invite_of_a_user_of_another_server_is_not_found(
+    node_url: str, server_name: str
+) -> None:
+    """§7: the invitee must be one of the node's own active users (``not_found``)."""
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            invite, _ = _invite(peer, f"@someone:{fake_server_name()}")
+            assert await peer.error("sign_invite", event=invite) == "not_found"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_sign_invite_of_a_forged_event_gets_the_signature_checks_code(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            invite, _ = peer.event(
+                room_id=UNKNOWN_ROOM,
+                event_type="member",
+                state_key=f"@someone:{server_name}",
+                content={"membership": "invite"},
+                key=_other_key(),
+            )
+            assert await peer.error("sign_invite", event=invite) == "unknown_key"
+        await _assert_serving(node_url, server_name)
+
+
+async def test_sign_invite_of_a_user_of_the_node_is_co_signed(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with session(node_url) as invitee, _authenticated(node_url, server_name) as peer:
+            user_id = await invitee.register(registration_token, "invitee")
+            invite, invite_id = _invite(peer, user_id)
+            signed = (await peer.result("sign_invite", event=invite))["event"]
+            assert compute_event_id(signed) == invite_id
+            assert {k: v for k, v in signed.items() if k != "signatures"} == {
+                k: v for k, v in invite.items() if k != "signatures"
+            }
+            assert signed["signatures"][peer.name] == invite["signatures"][peer.name]
+            assert peer.node_keys is not None
+            verify_countersignature(signed, server_name, peer.node_keys.verify_keys)
+        await _assert_serving(node_url, server_name)
