@@ -32,6 +32,7 @@ from node.config import (
     NodeConfig,
     load_config,
 )
+from node.demo import demo
 from node.keys import KEY_FILE_NAME, KeyFileError, NodeKey, load_or_create_key
 from node.log import LEVELS, configure_logging, get_log
 from node.transport.tls import TLSError
@@ -162,6 +163,7 @@ def serve(
 cli.add_command(user)
 cli.add_command(key)
 cli.add_command(conformance)
+cli.add_command(demo)
 for _command in CLIENT_COMMANDS:
     cli.add_command(_command)
 
