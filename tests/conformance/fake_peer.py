@@ -7,7 +7,8 @@ the ``.invalid`` top-level domain (RFC 6761), so the node can never dial it: eve
 node asks of it comes over the link the fake peer opened (§2.3, one link per pair). While
 it waits for an answer, or while :meth:`FakePeer.serve` runs, it answers the node's own
 requests: ``ping`` and ``to_device`` with ``{}``, ``txn`` by accepting every event (each is
-recorded in :attr:`FakePeer.pdus`), anything else ``not_found`` — it holds no room.
+recorded in :attr:`FakePeer.pdus`), ``backfill`` and ``get_missing`` from the rooms it made
+itself (:meth:`FakePeer.create_room`), anything else ``not_found``.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class RoomHistory:
         """``depth`` of an event on the extremities: one more than the deepest of them."""
         return 1 + int(max(self.events[eid]["depth"] for eid in self.extremities()))
 
+    def ordered(self) -> list[str]:
+        """Every event id, parents first: by ``(depth, event_id)`` (state.md §3)."""
+        return sorted(self.events, key=lambda eid: (self.events[eid]["depth"], eid))
+
     def holder(self, register: tuple[str, str]) -> str | None:
         """The event holding a register: its latest writer by ``(depth, event_id)``.
 
@@ -126,6 +131,8 @@ class FakePeer:
         """Every request the node sent on this link, in order."""
         self.pdus: dict[str, dict[str, Any]] = {}
         """Every event the node sent in a ``txn``, by id."""
+        self.rooms: dict[str, RoomHistory] = {}
+        """The rooms this fake server holds, whose history it gives the node (§5)."""
         self._ids = itertools.count(1)
 
     # --- frames -----------------------------------------------------------------------
@@ -206,8 +213,16 @@ class FakePeer:
                 self.pdus[event_id] = pdu
                 outcomes.append({"event_id": event_id, "outcome": "accepted"})
             answer = {"id": frame["id"], "result": {"pdus": outcomes}}
+        elif op in ("backfill", "get_missing") and params.get("room_id") in self.rooms:
+            room = self.rooms[params["room_id"]]
+            ids = room.ordered() if op == "backfill" else _walk_back(room, params)
+            events = [room.events[eid] for eid in ids]
+            result: dict[str, Any] = {"events": events, "keys": [self.key_object()]}
+            if op == "backfill":
+                result["next"] = None
+            answer = {"id": frame["id"], "result": result}
         else:
-            error = {"code": "not_found", "message": "a fake peer holds no rooms"}
+            error = {"code": "not_found", "message": "the fake peer holds no such room"}
             answer = {"id": frame["id"], "error": error}
         await self.send(answer)
 
@@ -284,21 +299,22 @@ class FakePeer:
         auth_events: list[str] | None = None,
         depth: int = 1,
         key: nacl.signing.SigningKey | None = None,
+        ts: int | None = None,
     ) -> tuple[dict[str, Any], str]:
         """An event signed as the fake server (by ``key``, its own by default); its id.
 
         By default a message of the fake server's user in a room no node holds, whose one
-        parent no node has.
+        parent no node has, made now (``ts``).
         """
         event = build_event(
             event_type=event_type,
             sender=sender or self.user(),
-            room_id=room_id,
+            room_id=None if event_type == "create" else room_id,
             content={"body": "hello", "msgtype": "text"} if content is None else content,
             prev_events=[NO_EVENT] if prev_events is None else prev_events,
             auth_events=auth_events or [],
             depth=depth,
-            origin_server_ts=now_ms(),
+            origin_server_ts=now_ms() if ts is None else ts,
             state_key=state_key,
         )
         key = key or self.key
@@ -321,9 +337,42 @@ class FakePeer:
             **fields,
         )
 
+    def create_room(self, creator: str | None = None) -> RoomHistory:
+        """A room of the fake server, invite-only, that the node does not hold yet: its
+        ``create``, the creator's ``join`` and its ``join_rules`` (client.md §3's order).
+        The fake peer gives its history to the node when asked (§5)."""
+        creator = creator or self.user()
+        create, create_id = self.event(
+            creator,
+            event_type="create",
+            state_key="",
+            content={"creator": creator, "room_version": "1"},
+            prev_events=[],
+            depth=0,
+        )
+        room = RoomHistory("!" + create_id[1:])
+        room.add(create, create_id)
+        for event_type, state_key, content in (
+            ("member", creator, {"membership": "join"}),
+            ("join_rules", "", {"join_rule": "invite"}),
+        ):
+            room.add(
+                *self.event_in(
+                    room,
+                    sender=creator,
+                    event_type=event_type,
+                    state_key=state_key,
+                    content=content,
+                )
+            )
+        self.rooms[room.room_id] = room
+        return room
+
     async def txn(self, *pdus: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:
-        """Send the events in one ``txn``; the outcomes the node answered."""
-        result = await self.result("txn", txn_id=f"t{next(self._ids)}", pdus=list(pdus), edus=[])
+        """Send the events in one ``txn`` (``keys`` among ``extra``); the node's outcomes."""
+        result = await self.result(
+            "txn", txn_id=f"t{next(self._ids)}", pdus=list(pdus), edus=[], **extra
+        )
         outcomes: list[dict[str, Any]] = result["pdus"]
         assert len(outcomes) == len(pdus), result
         return outcomes
@@ -354,6 +403,20 @@ class FakePeer:
         if outcome["outcome"] in ("accepted", "rejected"):
             room.add(join, join_id)
         return join_id, str(outcome["outcome"])
+
+
+def _walk_back(room: RoomHistory, params: dict[str, Any]) -> list[str]:
+    """``get_missing`` (§5): breadth-first back from ``latest``, stopping at ``earliest``."""
+    earliest = set(params["earliest"])
+    taken: list[str] = []
+    queue = list(params["latest"])
+    while queue and len(taken) < params["limit"]:
+        event_id = queue.pop(0)
+        if event_id in taken or event_id in earliest or event_id not in room.events:
+            continue
+        taken.append(event_id)
+        queue.extend(room.events[event_id]["prev_events"])
+    return taken
 
 
 @asynccontextmanager

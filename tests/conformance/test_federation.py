@@ -27,7 +27,7 @@ import trio
 
 from protocol import compute_event_id, redact_event
 from protocol.events import verify_countersignature
-from protocol.federation.keys import build_key_object
+from protocol.federation.keys import OldKey, build_key_object
 from protocol.federation.link import LinkRoles, encode_nonce
 from tests.conformance.client_session import Session, session
 from tests.conformance.fake_peer import (
@@ -353,6 +353,74 @@ async def test_a_txn_over_its_limits_is_too_large(node_url: str, server_name: st
         await _assert_serving(node_url, server_name)
 
 
+async def test_relayed_events_are_verified_with_the_key_objects_the_txn_carries(
+    node_url: str, server_name: str
+) -> None:
+    """§3.1: ``keys`` carries the key objects of the other servers whose events are relayed."""
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            third = FakePeer(peer.ws, server_name)  # only to sign as a third server
+            relayed, relayed_id = third.event()
+            [unknown] = await peer.txn(relayed)
+            assert (unknown["outcome"], unknown.get("reason")) == ("refused", "unknown_key")
+            [verified] = await peer.txn(relayed, keys=[third.key_object()])
+            # Its signature now verifies: what refuses it is the room (§4 step 4).
+            assert verified == {"event_id": relayed_id, "outcome": "refused", "reason": "not_found"}
+        await _assert_serving(node_url, server_name)
+
+
+async def test_an_old_key_verifies_only_events_made_before_it_was_retired(
+    node_url: str, server_name: str
+) -> None:
+    """§1.3: an old key verifies events made before its ``expired_ts``, no later ones."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            retired = _other_key()
+            retired_at = now_ms() - 60_000
+            keys = build_key_object(
+                peer.name, now_ms(), [peer.key], [OldKey(retired.verify_key, retired_at)]
+            )
+            assert "result" in await peer.hello(keys=keys)
+            assert await peer.result("link_prove", proof=peer.proof()) == {}
+            before, before_id = peer.event(key=retired, ts=retired_at - 60_000)
+            after, _ = peer.event(key=retired, ts=retired_at + 1)
+            outcomes = await peer.txn(before, after)
+            assert [(o["outcome"], o.get("reason")) for o in outcomes] == [
+                ("refused", "not_found"),  # verified; the room is unknown
+                ("refused", "unknown_key"),
+            ]
+            assert outcomes[0]["event_id"] == before_id
+        await _assert_serving(node_url, server_name)
+
+
+async def test_a_link_proof_by_an_old_key_is_unknown_key(node_url: str, server_name: str) -> None:
+    """§1.3: a link proof is checked against the current keys only."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            retired = _other_key()
+            keys = build_key_object(
+                peer.name, now_ms(), [peer.key], [OldKey(retired.verify_key, now_ms() - 1000)]
+            )
+            assert "result" in await peer.hello(keys=keys)
+            assert await peer.error("link_prove", proof=peer.proof(key=retired)) == "unknown_key"
+            assert await peer.close_code() == 1008
+        await _assert_serving(node_url, server_name)
+
+
+async def test_client_ops_are_unknown_on_the_federation_endpoint(
+    node_url: str, server_name: str
+) -> None:
+    """wire.md §3 step 5.3: an op not allowed on ``/federation`` is ``unknown_op``."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            assert await peer.error("rooms") == "unknown_op"
+            await peer.authenticate()
+            assert await peer.error("rooms") == "unknown_op"
+            assert await peer.error("create_room") == "unknown_op"
+            assert await peer.result("ping") == {}
+        await _assert_serving(node_url, server_name)
+
+
 # --- §4 steps 3-4: events of a room the node holds (needs --registration-token) -------------
 
 
@@ -514,7 +582,18 @@ async def test_a_public_room_can_be_backfilled_by_anyone_but_get_missing_needs_a
                 "get_missing", room_id=room_id, earliest=[], latest=[join_id], limit=100
             )
             assert {compute_event_id(e) for e in found["events"]} == set(whole.events)
-            assert isinstance(found["keys"], list)
+            assert {k["server_name"] for k in found["keys"]} == {server_name, peer.name}
+            create_id = "$" + room_id[1:]
+            bounded = await peer.result(
+                "get_missing", room_id=room_id, earliest=[create_id], latest=[join_id], limit=100
+            )
+            assert {compute_event_id(e) for e in bounded["events"]} == set(whole.events) - {
+                create_id
+            }
+            first = await peer.result(
+                "get_missing", room_id=room_id, earliest=[], latest=[join_id], limit=1
+            )
+            assert [compute_event_id(e) for e in first["events"]] == [join_id]
         await _assert_serving(node_url, server_name)
 
 
@@ -582,4 +661,70 @@ async def test_sign_invite_of_a_user_of_the_node_is_co_signed(
             assert signed["signatures"][peer.name] == invite["signatures"][peer.name]
             assert peer.node_keys is not None
             verify_countersignature(signed, server_name, peer.node_keys.verify_keys)
+        await _assert_serving(node_url, server_name)
+
+
+async def test_an_invite_from_a_peers_room_is_co_signed_fetched_and_can_be_joined(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§7 from the invitee's side, then §6 step 3: the node co-signs the invite, fetches the
+    room's history from the peer when the invite arrives, shows the invite to its user,
+    and sends the user's join back to the peer."""
+    with trio.fail_after(TIMEOUT):
+        async with session(node_url) as invitee, _authenticated(node_url, server_name) as peer:
+            user_id = await invitee.register(registration_token, "invitee")
+            room = peer.create_room()
+            invite, invite_id = peer.event_in(
+                room, event_type="member", state_key=user_id, content={"membership": "invite"}
+            )
+            signed = (await peer.result("sign_invite", event=invite))["event"]
+            assert compute_event_id(signed) == invite_id
+            assert await peer.txn(signed) == [{"event_id": invite_id, "outcome": "accepted"}]
+            fetched = [
+                r
+                for r in peer.requests
+                if r["op"] in ("backfill", "get_missing") and r["params"]["room_id"] == room.room_id
+            ]
+            assert fetched, "the node did not fetch the room's history from the peer"
+            room.add(signed, invite_id)
+            memberships = [
+                r["membership"]
+                for r in (await invitee.result("rooms"))["rooms"]
+                if r["room_id"] == room.room_id
+            ]
+            assert memberships == ["invite"]
+            joined = (await invitee.result("join", room_id=room.room_id))["event_id"]
+            while joined not in peer.pdus:
+                await peer.next_request()
+            join = peer.pdus[joined]
+            assert (join["sender"], join["state_key"], join["content"]["membership"]) == (
+                user_id,
+                user_id,
+                "join",
+            )
+            assert join["prev_events"] == [invite_id]
+            assert peer.node_keys is not None
+            verify_countersignature(join, server_name, peer.node_keys.verify_keys)
+        await _assert_serving(node_url, server_name)
+
+
+# --- §8 to-device messages ------------------------------------------------------------------
+
+
+async def test_to_device_messages_for_unknown_users_are_answered_and_dropped(
+    node_url: str, server_name: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with _authenticated(node_url, server_name) as peer:
+            message = {
+                "message_id": "m1",
+                "sender": peer.user(),
+                "sender_device": "FAKEDEVICE",
+                "type": "org.example.ping",
+                "user_id": f"@nobody-{peer.name.partition('-')[2][:8]}:{server_name}",
+                "device_id": "*",
+                "content": {},
+            }
+            assert await peer.result("to_device", messages=[message]) == {}
+            assert await peer.result("ping") == {}
         await _assert_serving(node_url, server_name)
