@@ -728,3 +728,65 @@ async def test_to_device_messages_for_unknown_users_are_answered_and_dropped(
             assert await peer.result("to_device", messages=[message]) == {}
             assert await peer.result("ping") == {}
         await _assert_serving(node_url, server_name)
+
+
+async def test_to_device_messages_reach_the_device_only_from_the_peers_own_users(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§8: a message is stored for the target's devices (``*``: all of them); its sender
+    must be a user of the link's peer, or it is dropped."""
+    with trio.fail_after(TIMEOUT):
+        async with session(node_url) as target, _authenticated(node_url, server_name) as peer:
+            user_id = await target.register(registration_token, "target")
+
+            def message(message_id: str, sender: str) -> dict[str, Any]:
+                return {
+                    "message_id": message_id,
+                    "sender": sender,
+                    "sender_device": "FAKEDEVICE",
+                    "type": "org.example.key",
+                    "user_id": user_id,
+                    "device_id": "*",
+                    "content": {"n": message_id},
+                }
+
+            impostor = message("m1", f"@someone:{fake_server_name()}")
+            genuine = message("m2", peer.user())
+            assert await peer.result("to_device", messages=[impostor, genuine]) == {}
+            await target.result("sync")
+            items = await target.items_until(lambda item: item["kind"] == "to_device")
+            delivered = [i for i in items if i["kind"] == "to_device"]
+            assert [(i["sender"], i["content"]) for i in delivered] == [(peer.user(), {"n": "m2"})]
+        await _assert_serving(node_url, server_name)
+
+
+async def test_receipts_count_only_for_the_peers_own_users(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§8: an EDU naming a user of another server as its actor is skipped; the others are
+    applied (a receipt reaches the room's joined users, client.md §5)."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (creator, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            assert (await peer.join(room))[1] == "accepted"
+            message, message_id = peer.event_in(room)
+            assert (await peer.txn(message))[0]["outcome"] == "accepted"
+
+            def receipt(user_id: str) -> dict[str, Any]:
+                content = {"room_id": room_id, "user_id": user_id, "event_id": message_id}
+                return {"type": "receipt", "content": content}
+
+            # Two transactions, processed in order (§3.2): the forged receipt comes first.
+            for txn_id, edu in (
+                ("r1", receipt(creator.user_id or "")),
+                ("r2", receipt(peer.user())),
+            ):
+                assert await peer.result("txn", txn_id=txn_id, pdus=[], edus=[edu]) == {"pdus": []}
+            await creator.result("sync")
+            items = await creator.items_until(lambda item: item["kind"] == "receipt")
+            receipts = [(i["user_id"], i["event_id"]) for i in items if i["kind"] == "receipt"]
+            assert receipts == [(peer.user(), message_id)]
+        await _assert_serving(node_url, server_name)
