@@ -76,6 +76,10 @@ class Transcript:
             for entry in held:
                 self._write(*entry)
 
+    def plain(self, text: str) -> None:
+        """A line of commentary, without a time or a speaker."""
+        self._emit(f"  {text}")
+
     def heading(self, text: str) -> None:
         """A blank line and the title of the next step."""
         self._emit("")

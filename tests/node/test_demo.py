@@ -8,11 +8,13 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import trio
 from click.testing import CliRunner
 
+import node.demo
 from node.cli import cli
-from node.demo import DemoReport, run_demo
+from node.demo import DemoError, DemoReport, run_demo
 
 TIMEOUT = 60
 DEVICES = ("alice@a", "bob@b", "carol@c")
@@ -53,7 +55,7 @@ async def test_demo_shows_every_message_once_per_member_device_and_the_down_node
     after_restart = _received(report.lines[restarted[1] :])
     carol = [body for device, _, _, body in after_restart if device == "carol@c"]
     assert carol[: len(while_down)] == while_down
-    assert report.summary[-2].endswith("in the order they were sent: yes")
+    assert report.summary[-1].endswith("in order: yes")
 
 
 def test_demo_keeps_data_only_in_a_new_or_empty_folder(tmp_path: Path) -> None:
@@ -62,3 +64,11 @@ def test_demo_keeps_data_only_in_a_new_or_empty_folder(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "is not empty" in result.output
     assert [p.name for p in tmp_path.iterdir()] == ["something"]
+
+
+async def test_a_step_that_never_happens_ends_the_demo_with_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node.demo, "DELIVERY_WAIT", 0)
+    with trio.fail_after(TIMEOUT), pytest.raises(DemoError, match="did not see"):
+        await run_demo(tmp_path)
