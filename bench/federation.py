@@ -14,8 +14,12 @@ restarted node comes back where its peer expects it. Clients speak the client pr
 the client library's :class:`client.link.Link`. ``serve_node`` reports only its port, so the
 benchmark records the ``node.app.Node`` each start builds (:func:`_recording`): through it
 it reads the outbox's ``sent_events``, counts what a node stored, and sets up big rooms with
-the room service directly (setup is not measured). Run: ``python -m bench.federation``, or
-name scenarios: ``python -m bench.federation throughput catch_up remote_join``.
+the room service directly (setup is not measured). Both nodes and the clients share one
+event loop, so a row's ``process_cpu_share`` (this process's CPU time over the wall time)
+near 1.0 says that loop was the limit; the databases' threads add to it.
+
+Run: ``python -m bench.federation``, or name scenarios:
+``python -m bench.federation throughput catch_up remote_join``.
 """
 
 from __future__ import annotations
@@ -214,6 +218,7 @@ async def throughput(a: _Node, b: _Node, *, events: int = 10_000, senders: int =
         async def arrived() -> bool:
             return await b.stored(room_id) - before >= events
 
+        cpu_before = time.process_time()
         start = time.perf_counter()
         async with trio.open_nursery() as nursery:
             for index, conn in enumerate(conns):
@@ -221,6 +226,7 @@ async def throughput(a: _Node, b: _Node, *, events: int = 10_000, senders: int =
         send_done = time.perf_counter() - start
         complete = await _until(arrived)
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu_before
         received = await b.stored(room_id) - before
         await _until(lambda: _settled(a, b, room_id))  # the last answer is counted after it
     emit(
@@ -235,6 +241,7 @@ async def throughput(a: _Node, b: _Node, *, events: int = 10_000, senders: int =
             "a_accept_seconds": round(send_done, 3),
             "a_accept_events_per_s": round(events / send_done),
             "outbox_sent_events": a.running.federation.outbox.sent_events - sent_before,
+            "process_cpu_share": round(cpu / seconds, 2),
             "target": 3000,
         }
     )
@@ -280,11 +287,13 @@ async def catch_up(a: _Node, b: _Node, nursery: trio.Nursery, *, events: int = 1
     async def arrived() -> bool:
         return await b.stored(room_id) - before >= events
 
+    cpu_before = time.process_time()
     start = time.perf_counter()
     await b.start(nursery)
     listening = time.perf_counter() - start
     complete = await _until(arrived)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu_before
     received = await b.stored(room_id) - before
     await _until(lambda: _settled(a, b, room_id))  # the last answer is counted after it
     emit(
@@ -297,6 +306,7 @@ async def catch_up(a: _Node, b: _Node, nursery: trio.Nursery, *, events: int = 1
             "b_listening_seconds": round(listening, 3),
             "events_per_s": round(received / seconds),
             "outbox_sent_events": a.running.federation.outbox.sent_events - sent_before,
+            "process_cpu_share": round(cpu / seconds, 2),
             "target_seconds": 5,
         }
     )
@@ -314,9 +324,11 @@ async def remote_join(a: _Node, b: _Node, *, members: int = 1_000, events: int =
     await _fill(rooms, room_id, users, events - await a.stored(room_id))
     held = await a.stored(room_id)
     async with _user(b, "bob") as bob:
+        cpu_before = time.process_time()
         start = time.perf_counter()
         await bob.request("join", {"room_id": room_id, "via": [a.name]})
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu_before
     emit(
         {
             "bench": "federation_remote_join",
@@ -325,6 +337,7 @@ async def remote_join(a: _Node, b: _Node, *, members: int = 1_000, events: int =
             "b_stored": await b.stored(room_id),
             "seconds": round(seconds, 3),
             "events_per_s": round(held / seconds),
+            "process_cpu_share": round(cpu / seconds, 2),
             "target_seconds": 2,
         }
     )
