@@ -255,6 +255,24 @@ async def test_a_bad_proof_is_refused_and_the_link_closed_1008(
         await _assert_serving(node_url, server_name)
 
 
+HANDSHAKE_LIMIT_S = 10
+
+
+@pytest.mark.slow
+async def test_a_link_not_authenticated_in_time_is_closed_1008(
+    node_url: str, server_name: str
+) -> None:
+    """§2.2: a responder closes a link not authenticated within 10 seconds. Slow: it waits
+    out the limit (``kith conformance`` runs it; the default test run does not)."""
+    with trio.fail_after(HANDSHAKE_LIMIT_S + TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            assert "result" in await peer.hello()
+            opened = trio.current_time()
+            assert await peer.close_code() == 1008
+            assert trio.current_time() - opened <= HANDSHAKE_LIMIT_S + 1
+        await _assert_serving(node_url, server_name)
+
+
 # --- §3.1, §4 steps 1-2: events refused whatever the room -----------------------------------
 
 
@@ -466,6 +484,33 @@ async def test_a_peer_joins_a_public_room_and_messages_flow_both_ways(
         await _assert_serving(node_url, server_name)
 
 
+async def test_an_event_the_rooms_rules_refuse_is_rejected_with_their_reason(
+    node_url: str, server_name: str, registration_token: str
+) -> None:
+    """§3.1: ``rejected`` carries the reason code of rooms.md §7; the event is stored."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _room_creator(node_url, registration_token, public=True) as (_, room_id),
+            _authenticated(node_url, server_name) as peer,
+        ):
+            room = await peer.history(room_id)
+            early, early_id = peer.event_in(room)  # before its sender joined
+            assert await peer.txn(early) == [
+                {"event_id": early_id, "outcome": "rejected", "reason": "not_joined"}
+            ]
+            room.add(early, early_id)
+            assert (await peer.join(room))[1] == "accepted"
+            rename, rename_id = peer.event_in(
+                room, event_type="name", state_key="", content={"name": "taken over"}
+            )
+            assert await peer.txn(rename) == [
+                {"event_id": rename_id, "outcome": "rejected", "reason": "insufficient_power"}
+            ]
+            stored = await peer.history(room_id)
+            assert {early_id, rename_id} <= set(stored.events)  # kept: others may build on it
+        await _assert_serving(node_url, server_name)
+
+
 async def test_an_event_with_a_wrong_content_hash_is_kept_redacted(
     node_url: str, server_name: str, registration_token: str
 ) -> None:
@@ -549,6 +594,12 @@ async def test_fetching_from_a_room_the_node_does_not_hold_is_not_found(
             missing = {"earliest": [], "latest": [NO_EVENT], "limit": 10}
             assert await peer.error("get_missing", room_id=NO_ROOM, **missing) == "not_found"
             assert await peer.error("backfill", room_id=NO_ROOM, limit=10) == "not_found"
+            # §5's ranges are the op's params schema (wire.md §5.2 step 3.3).
+            for limit in (0, 1001):
+                assert await peer.error("backfill", room_id=NO_ROOM, limit=limit) == "bad_params"
+            for limit in (0, 101):
+                missing["limit"] = limit
+                assert await peer.error("get_missing", room_id=NO_ROOM, **missing) == "bad_params"
         await _assert_serving(node_url, server_name)
 
 
