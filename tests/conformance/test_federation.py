@@ -217,6 +217,46 @@ async def test_a_new_key_must_be_signed_by_the_pinned_one(node_url: str, server_
         await _assert_serving(node_url, server_name)
 
 
+async def test_an_older_key_object_changes_nothing(node_url: str, server_name: str) -> None:
+    """§1.2: an object no newer than the pinned one is ignored; the pinned keys still hold."""
+    with trio.fail_after(TIMEOUT):
+        pinned_ts = now_ms()
+        async with open_fake_peer(node_url, server_name) as first:
+            assert "result" in await first.hello(keys=first.key_object(ts=pinned_ts))
+            assert await first.result("link_prove", proof=first.proof()) == {}
+        async with open_fake_peer(node_url, server_name, name=first.name) as older:
+            assert "result" in await older.hello(keys=older.key_object(ts=pinned_ts - 1000))
+            assert await older.error("link_prove", proof=older.proof()) == "unknown_key"
+            assert await older.close_code() == 1008
+        async with open_fake_peer(node_url, server_name, name=first.name) as replayed:
+            replayed.key = first.key
+            assert "result" in await replayed.hello(keys=first.key_object(ts=pinned_ts))
+            assert await replayed.result("link_prove", proof=replayed.proof()) == {}
+        await _assert_serving(node_url, server_name)
+
+
+_KEY_OBJECT_CODES = {
+    "bad_key",
+    "bad_identifier",
+    "bad_base64",
+    "missing_signature",
+    "bad_signature",
+}
+
+
+async def test_hello_with_the_key_object_of_another_server_is_refused(
+    node_url: str, server_name: str
+) -> None:
+    """§2.2: ``keys`` must be a valid key object *for* ``server_name``; §1.1 names no code
+    for one of another server, so any of its codes will do."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_peer(node_url, server_name) as peer:
+            someone_else = FakePeer(peer.ws, server_name)
+            answer = await peer.hello(keys=someone_else.key_object())
+            assert answer.get("error", {}).get("code") in _KEY_OBJECT_CODES, answer
+        await _assert_serving(node_url, server_name)
+
+
 def _forged(peer: FakePeer) -> dict[str, Any]:
     return peer.proof(key=_other_key())
 
