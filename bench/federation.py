@@ -207,7 +207,6 @@ async def throughput(a: _Node, b: _Node, *, events: int = 10_000, senders: int =
         await _until(lambda: _settled(a, b, room_id))
         before = await b.stored(room_id)
         sent_before = a.running.federation.outbox.sent_events
-        send_done = 0.0
 
         async def send(conn: Link, index: int) -> None:
             for number in range(index, events, senders):
