@@ -87,7 +87,7 @@ async def serve_node(
             )
         signins = SignIns(hub, max_connections_per_user=config.max_connections_per_user)
         services = await Services.start(config, key, db, hub)
-        federation = Federation(config, keyring, db, services.rooms, accounts)
+        federation = Federation(config, keyring, db, services, accounts)
         node = Node(
             config,
             key,

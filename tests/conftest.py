@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+import trio.testing
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -48,3 +50,15 @@ def pytest_addoption(parser: Any) -> None:
         default=None,
         help="ws:// or wss:// base URL of a running node to check; default: start one",
     )
+
+
+@pytest.fixture
+def network_clock() -> trio.testing.MockClock:
+    """A fake clock for tests that talk over real sockets and wait for timeouts.
+
+    It jumps to the next deadline only after every task has been blocked for 100 ms of real
+    time — long after an in-process socket has delivered, or a database thread has answered
+    even on a loaded machine — so real work never counts as idle time, while timeouts of
+    seconds or minutes pass at once.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.1)

@@ -6,6 +6,9 @@
   the answer goes back only once everything is committed (§3.2).
 * ``get_missing`` and ``backfill``: events of a room the peer has (had) a user in (§5).
 * ``sign_invite``: co-sign an invite of one of this node's users (§7).
+* ``to_device``: store messages for this node's devices (§8), answered once committed.
+
+A transaction's EDUs (§8) go to the ``on_edus`` handler after its events.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from protocol import (
     verify_event,
 )
 from protocol.events import countersign_event
+from protocol.federation.ephemeral import ToDeviceMessage, parse_to_device_message
 from protocol.federation.ops import MAX_MISSING_LIMIT
 from protocol.rooms import Room
 from protocol.rooms.dag import room_id_of
@@ -75,6 +79,8 @@ class Inbound:
         rooms: RoomService,
         db: Database,
         user_is_active: Callable[[str], Awaitable[bool]],
+        on_edus: Callable[[str, list[Any]], Awaitable[None]],
+        on_to_device: Callable[[str, list[ToDeviceMessage]], Awaitable[None]],
         limits: FetchLimits | None = None,
     ) -> None:
         self._server_name = server_name
@@ -83,6 +89,8 @@ class Inbound:
         self._rooms = rooms
         self._db = db
         self._user_is_active = user_is_active
+        self._on_edus = on_edus
+        self._on_to_device = on_to_device
         self._limits = limits or FetchLimits()
         self._acquiring: dict[str, trio.Lock] = {}
 
@@ -95,6 +103,8 @@ class Inbound:
             return await self._backfill(link, params)
         if op == "sign_invite":
             return await self._sign_invite(link, params)
+        if op == "to_device":
+            return await self._to_device(link, params)
         raise RemoteProtocolError(ErrorCode.UNKNOWN_OP, f"this node does not implement {op!r}")
 
     # --- §4: receiving events -----------------------------------------------------------
@@ -126,6 +136,8 @@ class Inbound:
         for room_id, events in by_room.items():
             for event_id, outcome in (await self._receive(link, room_id, events)).items():
                 outcomes[slots[event_id]] = outcome
+        if params["edus"] and link.peer is not None:
+            await self._on_edus(link.peer, params["edus"])
         return {"pdus": outcomes}
 
     async def _receive(
@@ -336,15 +348,28 @@ class Inbound:
             event["type"] != _MEMBER
             or event["content"].get("membership") != "invite"
             or type(state_key) is not str
-            or not self._rooms.is_local(state_key)
         ):
-            raise RemoteProtocolError(ErrorCode.BAD_PARAMS, "not an invite of a user of this node")
-        if not await self._user_is_active(state_key):
+            raise RemoteProtocolError(ErrorCode.BAD_PARAMS, "not an invite")
+        if not self._rooms.is_local(state_key) or not await self._user_is_active(state_key):
             raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"no user {state_key} here")
         key = self._key()
         signed = countersign_event(params["event"], self._server_name, key.key_id, key.signing_key)
         log.info("invite_signed", peer=link.peer, event_id=event_id, user=state_key)
         return {"event": signed}
+
+    # --- §8: to-device messages -----------------------------------------------------------
+
+    async def _to_device(self, link: PeerLink, params: JsonObject) -> JsonObject:
+        """Store what is well-formed (each message on its own); answer once committed."""
+        messages: list[ToDeviceMessage] = []
+        for item in params["messages"]:
+            try:
+                messages.append(parse_to_device_message(item))
+            except RemoteProtocolError as exc:
+                log.info("to_device_refused", peer=link.peer, reason=exc.code)
+        if link.peer is not None:
+            await self._on_to_device(link.peer, messages)
+        return {}
 
 
 def _event_id_or_none(pdu: Any) -> str | None:

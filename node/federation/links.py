@@ -11,7 +11,7 @@ outbox, to send its queue at once — waits on :meth:`Links.wait_for_link`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import trio
 
@@ -58,6 +58,8 @@ class Links:
         self._dialing: dict[str, trio.Event] = {}
         self._link_up: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        self.on_link_up: list[Callable[[str], None]] = []
+        """Told the peer's name when a link to a peer authenticates where none was up."""
 
     def start(self, nursery: trio.Nursery) -> None:
         """Where dialed links run (the node's nursery)."""
@@ -186,6 +188,9 @@ class Links:
         event = self._link_up.pop(peer, None)
         if event is not None:
             event.set()
+        if other is None:
+            for listener in self.on_link_up:
+                listener(peer)
 
     async def _keep_alive(self, link: PeerLink) -> None:
         """§2.4: ping after silence; close a link that stays silent."""

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import trio
 
 from node.clock import now_ms
 from node.config import NodeConfig
 from node.federation.channel import Channel
+from node.federation.ephemeral import EphemeralRelay
 from node.federation.inbound import FetchLimits, Inbound
 from node.federation.keystore import KeyStore
 from node.federation.links import LinkError, Links
@@ -23,7 +25,7 @@ from node.federation.peer_link import LinkClosedError, LinkIdentity
 from node.keys import KeyRing, NodeKey
 from node.log import get_log
 from node.services.accounts import Accounts
-from node.services.rooms import RoomService
+from node.services.wiring import Services
 from node.storage.db import Database
 from protocol import ErrorCode, EventType, RemoteProtocolError, parse_user_id
 from protocol.events import verify_countersignature
@@ -42,7 +44,7 @@ class Federation:
         config: NodeConfig,
         keyring: KeyRing,
         db: Database,
-        rooms: RoomService,
+        services: Services,
         accounts: Accounts,
         *,
         clock_ms: Callable[[], int] = now_ms,
@@ -51,7 +53,7 @@ class Federation:
         self.server_name = config.server_name
         self._keyring = keyring
         self._clock_ms = clock_ms
-        self._rooms = rooms
+        self._rooms = rooms = services.rooms
         # One key object per start: a fresh ``ts`` on every link would make peers re-pin it.
         key_object = keyring.key_object(config.server_name, clock_ms())
         own = parse_key_object(key_object)
@@ -63,6 +65,8 @@ class Federation:
             rooms=rooms,
             db=db,
             user_is_active=accounts.is_active,
+            on_edus=self._receive_edus,
+            on_to_device=services.to_device.receive_remote,
             limits=limits or FetchLimits(),
         )
         identity = LinkIdentity(
@@ -75,9 +79,21 @@ class Federation:
         self.links = Links(identity, self.inbound, peers=config.peers)
         self.outbox = Outbox(db, self.links)
         rooms.on_outbox = self.outbox.notify
+        services.to_device.on_outbox = self.outbox.notify
+        self.ephemeral = EphemeralRelay(
+            rooms=rooms,
+            presence=services.presence,
+            typing=services.typing,
+            receipts=services.receipts,
+            outbox=self.outbox,
+        )
+        self.links.on_link_up.append(self.ephemeral.link_up)
 
     def _current_key(self) -> NodeKey:
         return self._keyring.current
+
+    async def _receive_edus(self, peer: str, edus: list[Any]) -> None:
+        await self.ephemeral.receive(peer, edus)
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Load pinned keys and start sending what the outbox holds (catch-up, §3.3)."""
@@ -91,10 +107,7 @@ class Federation:
         """Every other server with a user joined to a room this node holds."""
         servers: set[str] = set()
         for room in self._rooms.rooms.values():
-            for user_id, membership in room.memberships().items():
-                if membership == "join":
-                    servers.add(parse_user_id(user_id).server_name)
-        servers.discard(self.server_name)
+            servers |= self._rooms.members(room).servers_joined
         return servers
 
     async def _announce(self, server: str) -> None:

@@ -5,12 +5,17 @@ the stream to the room's members — the user's own other devices included — a
 unread counts. A **typing** notice is ephemeral: kept in memory, pushed to the room's
 members' connected devices when the set of typing users changes, and dropped when its
 timeout passes.
+
+Both come from users of other servers too (spec/federation.md §8): ``apply_remote`` takes
+them from the users' own nodes, and a local user's changes go to the ``on_local_change``
+listeners, which send them on.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 
 import trio
 
@@ -31,12 +36,30 @@ class Receipts:
         self._db = db
         self._stream = stream
         self._rooms = rooms
+        self.on_local_change: list[Callable[[str, str, str], None]] = []
+        """Told ``(user, room, event)`` when a local user's receipt moved (after the commit)."""
 
     async def mark_read(self, user_id: str, room_id: str, event_id: str) -> None:
         """The user has read ``room_id`` up to ``event_id``, an accepted event of it."""
         room = self._rooms.require_joined(user_id, room_id)
         if not room.is_accepted(event_id):
             raise RemoteProtocolError(ErrorCode.NOT_FOUND, "no such accepted event in the room")
+        await self._store(user_id, room_id, event_id)
+        for listener in self.on_local_change:
+            listener(user_id, room_id, event_id)
+
+    async def apply_remote(self, user_id: str, room_id: str, event_id: str) -> bool:
+        """A remote user's receipt (federation.md §8), if they are joined to the room and the
+        event is accepted here; False (nothing stored) otherwise."""
+        room = self._rooms.rooms.get(room_id)
+        if room is None or user_id not in self._rooms.members(room).joined:
+            return False
+        if not room.is_accepted(event_id):
+            return False
+        await self._store(user_id, room_id, event_id)
+        return True
+
+    async def _store(self, user_id: str, room_id: str, event_id: str) -> None:
         position = self._stream.allocate()
         data = {"user_id": user_id, "event_id": event_id}
         item = Item(
@@ -74,13 +97,22 @@ class Typing:
         self._default_ms = default_timeout_ms
         self._until: dict[str, dict[str, float]] = {}
         self._changed = trio.Event()
+        self.on_local_change: list[Callable[[str, str, bool, int], None]] = []
+        """Told ``(user, room, typing, timeout_ms)`` for every notice of a local user."""
 
     def set(self, user_id: str, room_id: str, typing: bool, timeout_ms: int | None) -> None:
         """Start or stop ``user_id`` typing in ``room_id`` (the caller checked membership)."""
+        timeout = timeout_ms or self._default_ms
+        self.apply(user_id, room_id, typing, timeout)
+        for listener in self.on_local_change:
+            listener(user_id, room_id, typing, timeout)
+
+    def apply(self, user_id: str, room_id: str, typing: bool, timeout_ms: int) -> None:
+        """Note a typing notice of any user (a remote one's comes from its node, §8)."""
         room = self._until.setdefault(room_id, {})
         was = user_id in room
         if typing:
-            room[user_id] = trio.current_time() + (timeout_ms or self._default_ms) / 1000
+            room[user_id] = trio.current_time() + timeout_ms / 1000
         else:
             room.pop(user_id, None)
         if typing != was:

@@ -2,10 +2,14 @@
 
 A user is ``online`` while any of their devices is connected and has sent a heartbeat
 within the timeout (a device counts as heard from when it binds), and ``offline`` after the
-last one disconnects or falls silent. Contacts — local users who share a joined room — get a
+last one disconnects or falls silent. Contacts — users who share a joined room — get a
 ``presence_update`` push on every change, and only then: the cost follows changes, not the
 number of users or the heartbeat rate. Time comes from trio's clock, so tests run it on a
 fake one.
+
+Users of other servers are contacts too: their presence arrives from their own node
+(spec/federation.md §8) through :meth:`Presence.apply_remote`, and a local user's changes
+go out to the listeners of ``on_local_change`` (federation sends them on).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import trio
 
 from node.clock import now_ms
 from node.hub import Hub
-from node.services.memberships import Memberships
+from node.services.rooms import RoomService
 from node.session import Session
 from protocol import JsonObject, Notice, encode_frame
 
@@ -31,26 +35,30 @@ class _UserPresence:
     status_msg: str | None = None
     last_heard: float = 0.0
     """When any device of the user last sent a heartbeat (trio time)."""
+    remote: bool = False
+    """A user of another server: their node decides when they go offline."""
 
 
 class Presence:
-    """Online state, last activity and status messages of local users."""
+    """Online state, last activity and status messages of users."""
 
     def __init__(
         self,
         hub: Hub,
-        memberships: Memberships,
+        rooms: RoomService,
         *,
         timeout_s: float,
         clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self._hub = hub
-        self._memberships = memberships
+        self._rooms = rooms
         self._timeout = timeout_s
         self._clock_ms = clock_ms
         self._users: dict[str, _UserPresence] = {}
         self._changed = trio.Event()
         hub.on_user_disconnected.append(self._last_session_gone)
+        self.on_local_change: list[Callable[[JsonObject], None]] = []
+        """Told each change of a local user's presence (its ``presence_update`` params)."""
 
     # --- what devices do -----------------------------------------------------------------
 
@@ -89,10 +97,10 @@ class Presence:
     # --- reading --------------------------------------------------------------------------
 
     def contacts(self, user_id: str) -> set[str]:
-        """Local users who share a joined room with ``user_id`` (not the user)."""
+        """Users of any server who share a joined room with ``user_id`` (not the user)."""
         found: set[str] = set()
-        for room_id in self._memberships.rooms_with(user_id, ("join",)):
-            found.update(self._memberships.joined(room_id))
+        for room_id in self._rooms.rooms_joined_by(user_id):
+            found.update(self._rooms.members(self._rooms.room(room_id)).joined)
         found.discard(user_id)
         return found
 
@@ -125,11 +133,33 @@ class Presence:
 
     # --- changes --------------------------------------------------------------------------
 
+    def apply_remote(
+        self, user_id: str, online: bool, last_active_ts: int, status: str | None
+    ) -> bool:
+        """federation.md §8: the presence of a user of another server, from their node.
+
+        Kept only for users who share a room with a local user (False otherwise); told to
+        the local contacts when it changes anything.
+        """
+        if not any(self._rooms.is_local(c) for c in self.contacts(user_id)):
+            return False
+        user = self._users.setdefault(user_id, _UserPresence(remote=True))
+        changed = (user.online, user.status_msg) != (online, status)
+        user.online, user.status_msg = online, status
+        user.last_active_ts = max(user.last_active_ts, last_active_ts)
+        if changed:
+            self._announce(user_id, user)
+        return True
+
     def _announce(self, user_id: str, user: _UserPresence) -> None:
-        frame = encode_frame(Notice("presence_update", self.describe(user_id)))
+        described = self.describe(user_id)
+        frame = encode_frame(Notice("presence_update", described))
         for contact in self.contacts(user_id):
             for session in self._hub.of_user(contact):
                 session.push_nowait(frame)
+        if not user.remote:
+            for listener in self.on_local_change:
+                listener(described)
 
     def _last_session_gone(self, user_id: str) -> None:
         user = self._users.get(user_id)
@@ -141,11 +171,15 @@ class Presence:
         """Mark silent users offline when their timeout passes (in the node's nursery)."""
         while True:
             self._changed = trio.Event()
-            deadlines = [u.last_heard + self._timeout for u in self._users.values() if u.online]
+            deadlines = [
+                u.last_heard + self._timeout
+                for u in self._users.values()
+                if u.online and not u.remote
+            ]
             with trio.move_on_at(min(deadlines, default=trio.current_time() + 3600)):
                 await self._changed.wait()
             now = trio.current_time()
             for user_id, user in self._users.items():
-                if user.online and user.last_heard + self._timeout <= now:
+                if user.online and not user.remote and user.last_heard + self._timeout <= now:
                     user.online = False
                     self._announce(user_id, user)

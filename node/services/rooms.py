@@ -50,6 +50,24 @@ log = get_log(__name__)
 _MEMBER = EventType.MEMBER.value
 
 
+@dataclass(frozen=True, slots=True)
+class _Members:
+    """A room's users joined now, and the other servers with a user joined (or invited)."""
+
+    joined: frozenset[str]
+    servers_joined: frozenset[str]
+    servers_present: frozenset[str]
+
+    @classmethod
+    def of(cls, room: Room, own_server: str) -> _Members:
+        memberships = room.memberships()
+        joined = frozenset(u for u, m in memberships.items() if m == "join")
+        present = [u for u, m in memberships.items() if m == "invite"]
+        servers = frozenset(parse_user_id(u).server_name for u in joined) - {own_server}
+        invited = frozenset(parse_user_id(u).server_name for u in present) - {own_server}
+        return cls(joined, servers, servers | invited)
+
+
 @dataclass
 class _Staged:
     """Everything one staged change stores and publishes."""
@@ -111,8 +129,8 @@ class RoomService:
         self._clock_ms = clock_ms
         self.rooms: dict[str, Room] = {}
         self._txns = txns
-        self._room_servers: dict[str, frozenset[str]] = {}
-        """Per room, the other servers with a joined or invited user (see destinations)."""
+        self._members: dict[str, _Members] = {}
+        """Per room, who is in it; computed again after a member event changes its state."""
         self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
         """Told, after a commit, which destinations have new events queued (federation)."""
 
@@ -388,16 +406,23 @@ class RoomService:
         for destination in sorted(self.destinations(room, signed)):
             staged.outbox_rows.append((destination, position, event_id))
 
+    def members(self, room: Room) -> _Members:
+        """Who is in the room now, local and remote users alike."""
+        members = self._members.get(room.room_id)
+        if members is None:  # recomputed only after a member event changed the state
+            members = self._members[room.room_id] = _Members.of(room, self.server_name)
+        return members
+
+    def rooms_joined_by(self, user_id: str) -> list[str]:
+        """The rooms ``user_id`` (of any server) is joined to now."""
+        if self.is_local(user_id):
+            return self._memberships.rooms_with(user_id, ("join",))
+        return [r for r, room in self.rooms.items() if user_id in self.members(room).joined]
+
     def destinations(self, room: Room, event: JsonObject) -> set[str]:
         """federation.md §3.3: the other servers with a user joined or invited after
         ``event``, and for a member event the server of the user it names."""
-        servers = self._room_servers.get(room.room_id)
-        if servers is None:  # recomputed only after a member event changed the state
-            servers = self._room_servers[room.room_id] = frozenset(
-                parse_user_id(user_id).server_name
-                for user_id, membership in room.memberships().items()
-                if membership in ("join", "invite")
-            ) - {self.server_name}
+        servers = self.members(room).servers_present
         if event["type"] != _MEMBER:
             return set(servers)
         return set(servers | {parse_user_id(event["state_key"]).server_name}) - {self.server_name}
@@ -487,7 +512,7 @@ class RoomService:
         user's: the room's servers are computed again when next needed."""
         if event["type"] != _MEMBER:
             return
-        self._room_servers.pop(room.room_id, None)
+        self._members.pop(room.room_id, None)
         user_id = event["state_key"]
         if not self.is_local(user_id):
             return

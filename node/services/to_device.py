@@ -4,20 +4,33 @@
 End-to-end encryption depends on these: room keys travel as to-device messages, and a lost
 key is a message nobody can read. So each message is stored — one row per target device, at
 its own stream position — and deleted only when that device acknowledges a position at or
-after it. Owns the ``to_device`` table with the stream, and its ``txns`` rows.
+after it. Owns the ``to_device`` and ``fed_to_device`` tables with the stream, and its
+``txns`` rows.
+
+Messages for users of other servers are queued for their server in ``fed_to_device`` in the
+same transaction (spec/federation.md §8); federation sends them on and, at the other end,
+hands them to :meth:`ToDevice.receive_remote`, which stores them for the target devices
+once, whatever number of times the sending node tries.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Callable
 
+from node.clock import now_ms
+from node.log import get_log
 from node.services.stream import Item, Stream
 from node.services.txns import Transactions, TxnKey, store_txn
 from node.storage.db import Database
-from protocol import ErrorCode, JsonObject, RemoteProtocolError
+from protocol import ErrorCode, JsonObject, RemoteProtocolError, parse_user_id
+from protocol.federation.ephemeral import ToDeviceMessage
+
+log = get_log(__name__)
+
+_Target = tuple[str, str, str, str, str, JsonObject]
+"""(user, device, sender, sender device, type, content): one message for one device."""
 
 __all__ = ["ToDevice"]
 
@@ -36,6 +49,8 @@ class ToDevice:
         self._stream = stream
         self._is_local = is_local
         self._txns = txns
+        self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
+        """Told, after a commit, which servers have new messages queued (federation)."""
 
     async def send(
         self,
@@ -44,33 +59,72 @@ class ToDevice:
         messages: dict[str, dict[str, JsonObject]],
     ) -> None:
         """Queue ``messages`` (user → device or ``"*"`` → content) from device ``key[:2]``."""
-        for user_id in messages:
-            if not self._is_local(user_id):
-                raise RemoteProtocolError(
-                    ErrorCode.NOT_FOUND, f"{user_id} is on another node (no federation yet)"
-                )
+        sender, sender_device, _ = key
+        local = [user_id for user_id in messages if self._is_local(user_id)]
 
         async def run() -> str:
-            devices = await self._db.read(lambda conn: _devices_of(conn, list(messages)))
-            targets: list[tuple[str, str, JsonObject]] = []
+            devices = await self._db.read(lambda conn: _devices_of(conn, local))
+            targets: list[_Target] = []
+            outgoing: list[tuple[str, JsonObject]] = []
             for user_id, by_device in messages.items():
+                if user_id not in local:  # its server expands "*" (federation.md §8)
+                    server = parse_user_id(user_id).server_name
+                    outgoing += [
+                        (server, _message(key, event_type, user_id, device_id, content))
+                        for device_id, content in by_device.items()
+                    ]
+                    continue
                 if user_id not in devices:
                     raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"no user {user_id}")
                 for device_id, content in by_device.items():
                     chosen = devices[user_id] if device_id == "*" else [device_id]
-                    targets += [(user_id, d, content) for d in chosen if d in devices[user_id]]
-            await self._store(key, event_type, targets)
+                    targets += [
+                        (user_id, d, sender, sender_device, event_type, content)
+                        for d in chosen
+                        if d in devices[user_id]
+                    ]
+            await self._store([key], targets, outgoing)
             return "{}"
 
         await self._txns.once(key, run)
 
+    async def receive_remote(self, peer: str, messages: list[ToDeviceMessage]) -> None:
+        """federation.md §8: store messages a peer's users sent to this node's devices,
+        each once (its ``message_id``), and return once they are committed. Messages whose
+        sender is not the peer's, or for users or devices this node does not have, are
+        dropped."""
+        fresh: dict[TxnKey, ToDeviceMessage] = {}
+        for message in messages:
+            key = (message.sender, message.sender_device, f"fed:{message.message_id}")
+            if parse_user_id(message.sender).server_name != peer or not self._is_local(
+                message.user_id
+            ):
+                log.info("to_device_dropped", peer=peer, reason="forbidden", user=message.user_id)
+            elif key not in fresh and not await self._txns.seen(key):
+                fresh[key] = message
+        users = sorted({m.user_id for m in fresh.values()})
+        devices = await self._db.read(lambda conn: _devices_of(conn, users))
+        targets: list[_Target] = []
+        for m in fresh.values():
+            held = devices.get(m.user_id, [])
+            chosen = held if m.device_id == "*" else [m.device_id]
+            targets += [
+                (m.user_id, d, m.sender, m.sender_device, m.type, m.content)
+                for d in chosen
+                if d in held
+            ]
+        if fresh:
+            await self._store(list(fresh), targets, [])
+            self._txns.remember(list(fresh), "{}")
+
     async def _store(
-        self, key: TxnKey, event_type: str, targets: list[tuple[str, str, JsonObject]]
+        self, keys: list[TxnKey], targets: list[_Target], outgoing: list[tuple[str, JsonObject]]
     ) -> None:
-        sender, sender_device, _ = key
+        """One transaction: the messages for local devices, those for other servers, and the
+        txn keys that make them idempotent."""
         rows: list[tuple[int, str, str, str, str, str, str]] = []
         items: list[Item] = []
-        for user_id, device_id, content in targets:
+        for user_id, device_id, sender, sender_device, event_type, content in targets:
             position = self._stream.allocate()
             message = {
                 "sender": sender,
@@ -98,6 +152,7 @@ class ToDevice:
                 )
             )
         last = self._stream.head
+        destinations = {server for server, _ in outgoing}
 
         def job(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -105,9 +160,34 @@ class ToDevice:
                 "type, content) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-            store_txn(conn, key, "{}", int(time.time() * 1000))
+            conn.executemany(
+                "INSERT INTO fed_to_device (destination, json) VALUES (?, ?)",
+                [(server, json.dumps(message)) for server, message in outgoing],
+            )
+            now = now_ms()
+            for key in keys:
+                store_txn(conn, key, "{}", now)
 
-        await self._db.write(job, on_commit=lambda _: self._stream.publish(items, last))
+        def committed(_: None) -> None:
+            self._stream.publish(items, last)
+            if destinations:
+                self.on_outbox(destinations)
+
+        await self._db.write(job, on_commit=committed)
+
+
+def _message(
+    key: TxnKey, event_type: str, user_id: str, device_id: str, content: JsonObject
+) -> JsonObject:
+    """A message for a user of another server, as federation.md §8 sends it (less its id)."""
+    return {
+        "sender": key[0],
+        "sender_device": key[1],
+        "type": event_type,
+        "user_id": user_id,
+        "device_id": device_id,
+        "content": content,
+    }
 
 
 def _devices_of(conn: sqlite3.Connection, users: list[str]) -> dict[str, list[str]]:

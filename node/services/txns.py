@@ -61,6 +61,18 @@ class Transactions:
             del self._running[key]
             done.set()
 
+    async def seen(self, key: TxnKey) -> bool:
+        """Whether a request with ``key`` ran (for callers that store many keys at once)."""
+        return key[2] in await self._device(key[0], key[1])
+
+    def remember(self, keys: list[TxnKey], result: str) -> None:
+        """Note keys a caller stored with :func:`store_txn` (after the commit)."""
+        now = self._clock_ms()
+        for user_id, device_id, txn_id in keys:
+            device = self._known.get((user_id, device_id))
+            if device is not None:  # otherwise loaded, with these, when first needed
+                device[txn_id] = (result, now)
+
     async def _device(self, user_id: str, device_id: str) -> dict[str, tuple[str, int]]:
         """The device's remembered transactions, loaded from the database on first use."""
         device = self._known.get((user_id, device_id))

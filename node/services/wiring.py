@@ -60,7 +60,7 @@ class Services:
             txns=txns,
         )
         await rooms.load()
-        presence = Presence(hub, memberships, timeout_s=config.presence_timeout_s)
+        presence = Presence(hub, rooms, timeout_s=config.presence_timeout_s)
         hub.on_attach.append(presence.bound)
         stream.on_live.append(presence.push_online_contacts)
         return cls(

@@ -19,6 +19,7 @@ runs the ones a database has not seen yet, in order, recording the version reach
 | ``signouts`` | accounts (triggers) | devices removed and users deactivated, for the running node |
 | ``server_keys`` | federation | each peer's pinned key object (federation.md §1.2) |
 | ``fed_outbox`` | rooms, federation | events queued for each destination (federation.md §3.3) |
+| ``fed_to_device`` | to-device, federation | to-device messages queued for each destination (§8) |
 """
 
 from __future__ import annotations
@@ -170,7 +171,17 @@ def _v3(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3)
+def _v4(db: sqlite_utils.Database) -> None:
+    """Federation: to-device messages queued for other servers (federation.md §8). The id
+    is the message's ``message_id`` for its destination, so it must never be reused."""
+    db.execute(
+        "CREATE TABLE fed_to_device (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "destination TEXT NOT NULL, json TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX fed_to_device_destination ON fed_to_device (destination, id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

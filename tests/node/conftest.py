@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import trio
-import trio.testing
 
 from node.app import serve_node
 from node.config import NodeConfig
@@ -37,15 +36,3 @@ async def node_port(nursery: trio.Nursery, config: NodeConfig) -> int:
     """Start a node for the test (stopped when the test ends); its bound port."""
     port: int = await nursery.start(serve_node, config)
     return port
-
-
-@pytest.fixture
-def network_clock() -> trio.testing.MockClock:
-    """A fake clock for tests that talk over real sockets and wait for timeouts.
-
-    It jumps to the next deadline only after every task has been blocked for 100 ms of real
-    time — long after an in-process socket has delivered, or a database thread has answered
-    even on a loaded machine — so real work never counts as idle time, while timeouts of
-    seconds or minutes pass at once.
-    """
-    return trio.testing.MockClock(autojump_threshold=0.1)

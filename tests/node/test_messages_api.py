@@ -3,6 +3,8 @@ redactions, receipts and unread counts, typing, to-device messages."""
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -200,13 +202,19 @@ async def test_to_device_messages_wait_for_the_devices_ack(tmp_path: Path, targe
                 await bob.result("sync", since=0)
                 (batch,) = await batches_until_caught_up(bob)
                 assert batch["items"] == []
-                assert await alice_error_to_remote(port) == "not_found"
+                await alice_sends_to_remote(port)
             nursery.cancel_scope.cancel()
+    queued = sqlite3.connect(tmp_path / "kith-data" / "kith.db").execute(
+        "SELECT destination, json FROM fed_to_device"
+    )
+    ((destination, text),) = queued.fetchall()
+    assert destination == "other.example"  # waits for that server (federation.md §8)
+    assert json.loads(text)["user_id"] == "@x:other.example"
 
 
-async def alice_error_to_remote(port: int) -> str:
-    """Sending to a user on another node is not possible before federation."""
+async def alice_sends_to_remote(port: int) -> None:
+    """A message for a user of another server is accepted and queued for that server."""
     async with user(port, "carol") as carol:
-        return await carol.error(
+        await carol.result(
             "send_to_device", type="k", txn_id="r", messages={"@x:other.example": {"*": {}}}
         )

@@ -1,0 +1,133 @@
+"""Presence, typing and receipts between nodes (spec/federation.md §8).
+
+Outbound, the relay listens to the local services: a local user's presence change goes to
+every server that shares a joined room with the user; a typing notice or a receipt goes to
+the room's other servers. Each becomes an EDU that waits in the outbox's memory for the
+next transaction to that server — best-effort, never stored. When a link to a server comes
+up, the relay also sends it the presence of every local user it shares a room with, so a
+node that restarted, or was cut off while someone came or went, is told the present state
+without waiting for the next change.
+
+Inbound, each EDU of a transaction is parsed on its own, must speak for a user of the
+link's peer, and is applied only where it makes sense here (a room this node holds, a user
+joined to it); anything else is skipped with a log line, never an error for the whole
+transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node.federation.outbox import Outbox
+from node.log import get_log
+from node.services.ephemeral import Receipts, Typing
+from node.services.presence import Presence
+from node.services.rooms import RoomService
+from protocol import JsonObject, ProtocolError, parse_user_id
+from protocol.federation.ephemeral import Edu, parse_edu
+
+__all__ = ["EphemeralRelay"]
+
+log = get_log(__name__)
+
+
+class EphemeralRelay:
+    """Sends local users' EDUs to other servers and applies theirs here."""
+
+    def __init__(
+        self,
+        *,
+        rooms: RoomService,
+        presence: Presence,
+        typing: Typing,
+        receipts: Receipts,
+        outbox: Outbox,
+    ) -> None:
+        self._rooms = rooms
+        self._presence = presence
+        self._typing = typing
+        self._receipts = receipts
+        self._outbox = outbox
+        presence.on_local_change.append(self._presence_changed)
+        typing.on_local_change.append(self._typing_changed)
+        receipts.on_local_change.append(self._receipt_moved)
+
+    # --- outbound -----------------------------------------------------------------------
+
+    def _servers_of_room(self, room_id: str) -> frozenset[str]:
+        room = self._rooms.rooms.get(room_id)
+        return self._rooms.members(room).servers_joined if room is not None else frozenset()
+
+    def _presence_changed(self, described: JsonObject) -> None:
+        servers: set[str] = set()
+        for room_id in self._rooms.rooms_joined_by(described["user_id"]):
+            servers |= self._servers_of_room(room_id)
+        if servers:
+            self._outbox.queue_edu(sorted(servers), _presence_edu(described))
+
+    def _typing_changed(self, user_id: str, room_id: str, typing: bool, timeout_ms: int) -> None:
+        content = {"room_id": room_id, "user_id": user_id, "typing": typing,
+                   "timeout_ms": timeout_ms}  # fmt: skip
+        edu = {"type": "typing", "content": content}
+        self._outbox.queue_edu(self._servers_of_room(room_id), edu)
+
+    def _receipt_moved(self, user_id: str, room_id: str, event_id: str) -> None:
+        content = {"room_id": room_id, "user_id": user_id, "event_id": event_id}
+        edu = {"type": "receipt", "content": content}
+        self._outbox.queue_edu(self._servers_of_room(room_id), edu)
+
+    def link_up(self, peer: str) -> None:
+        """A link to ``peer`` authenticated: send it the presence of the local users it
+        shares a room with (online or not, so a stale "online" there is corrected)."""
+        users: set[str] = set()
+        for room in self._rooms.rooms.values():
+            members = self._rooms.members(room)
+            if peer in members.servers_joined:
+                users.update(u for u in members.joined if self._rooms.is_local(u))
+        for user_id in sorted(users):
+            self._outbox.queue_edu([peer], _presence_edu(self._presence.describe(user_id)))
+
+    # --- inbound ------------------------------------------------------------------------
+
+    async def receive(self, peer: str, items: list[Any]) -> None:
+        """Apply the ``edus`` of a transaction from ``peer`` (§8), item by item."""
+        for item in items:
+            try:
+                edu = parse_edu(item)
+            except ProtocolError as exc:
+                log.info("edu_refused", peer=peer, reason=exc.code)
+                continue
+            if parse_user_id(edu.actor).server_name != peer:
+                log.info("edu_refused", peer=peer, type=edu.type, reason="forbidden")
+                continue
+            if not await self._apply(edu):
+                log.debug("edu_ignored", peer=peer, type=edu.type, user=edu.actor)
+
+    async def _apply(self, edu: Edu) -> bool:
+        content = edu.content
+        if edu.type == "presence":
+            return self._presence.apply_remote(
+                edu.actor,
+                content["presence"] == "online",
+                content["last_active_ts"],
+                content.get("status_msg"),
+            )
+        if edu.type == "typing":
+            room = self._rooms.rooms.get(content["room_id"])
+            if room is None or edu.actor not in self._rooms.members(room).joined:
+                return False
+            self._typing.apply(edu.actor, room.room_id, content["typing"], content["timeout_ms"])
+            return True
+        return await self._receipts.apply_remote(edu.actor, content["room_id"], content["event_id"])
+
+
+def _presence_edu(described: JsonObject) -> JsonObject:
+    """A ``presence_update``'s params as a §8 presence EDU."""
+    content: JsonObject = {
+        "user_id": described["user_id"],
+        "presence": described["presence"],
+        "last_active_ts": described.get("last_active_ts", 0),
+    }
+    if "status_msg" in described:
+        content["status_msg"] = described["status_msg"]
+    return {"type": "presence", "content": content}
