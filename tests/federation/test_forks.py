@@ -1,13 +1,17 @@
-"""A node that turns against a room: b, whose user was banned, forks the room's history to
-bring her back. Real nodes a and c judge what b sends by the room's rules (spec/federation.md
-§3.1, §4; spec/state.md §5-§7): the forks are rejected with the rules' reason, stored but
-never delivered to devices, and both honest nodes reach the same verdicts. A replayed event
-is a duplicate that changes nothing, and events from a node that did not prove its name
-are refused.
+"""Forks of a room's history across real nodes (spec/federation.md §3.1, §4; spec/state.md
+§5-§7).
 
-b runs as a real node until the ban; then it stops, and a fake peer holding b's key speaks
-for it (the fake peer node of the conformance suite, pointed at our nodes as
-test_adversarial does).
+A node that turns against a room: b, whose user was banned, forks the room's history to
+bring her back. Real nodes a and c judge what b sends by the room's rules: the forks are
+rejected with the rules' reason, stored but never delivered to devices, and both honest
+nodes reach the same verdicts. A replayed event is a duplicate that changes nothing, and
+events from a node that did not prove its name are refused. b runs as a real node until
+the ban; then it stops, and a fake peer holding b's key speaks for it (the fake peer node
+of the conformance suite, pointed at our nodes as test_adversarial does).
+
+An honest fork: a ban made while the nodes cannot reach each other, and the banned user's
+messages meanwhile, which every node then rejects and retracts from the devices that had
+them.
 """
 
 from __future__ import annotations
@@ -268,3 +272,107 @@ async def test_events_from_a_node_that_did_not_prove_its_name_are_refused(
             )  # fmt: skip
             assert await _txn(evil, as_evil) == [("refused", "missing_signature")]
         assert await scene.stored("a") == before
+
+
+def _is_retraction(event_id: str) -> Any:
+    return lambda item: item["kind"] == "retraction" and item["event_id"] == event_id
+
+
+@dataclass
+class Partition:
+    """A room of alice (a, its creator), bob (b) and carol (c) after a partition in which
+    alice banned carol while carol talked on; healed, the ban reached b after carol's
+    messages did."""
+
+    cluster: Cluster
+    alice: Device
+    bob: Device
+    carol: Device
+    room_id: str
+    meanwhile: list[str]
+    """What carol sent while the nodes could not reach each other."""
+
+
+async def _ban_during_a_partition(nursery: trio.Nursery, tmp_path: Path) -> Partition:
+    cluster = Cluster(nursery, tmp_path)
+    await cluster.start("a", "b", "c")
+    alice, bob = Device(nursery, "alice", "a"), Device(nursery, "bob", "b")
+    carol = Device(nursery, "carol", "c")
+    for device, letter in ((alice, "a"), (bob, "b"), (carol, "c")):
+        await device.register(cluster[letter].port)
+    invite = [bob.user_id, carol.user_id]
+    room_id = (await alice.result("create_room", name="r", invite=invite))["room_id"]
+    for joiner in (bob, carol):
+        await _until_seen(joiner, _is_member(joiner.user_id, "invite"))
+        await joiner.result("join", room_id=room_id)
+        for device in (alice, bob):
+            await _until_seen(device, _is_member(joiner.user_id, "join"))
+    for letter in "abc":
+        cluster[letter].proxy.cut()
+    meanwhile = [await _say(carol, room_id, f"carol meanwhile {i}") for i in range(2)]
+    await alice.result("ban", room_id=room_id, user_id=carol.user_id)
+    # a goes down with the ban in its outbox: b hears carol first, then the ban.
+    await cluster.stop("a")
+    for letter in "bc":
+        cluster[letter].proxy.heal()
+    await _until_seen(bob, _is_message("carol meanwhile 1"))
+    await cluster.run("a")
+    await alice.wait_until(lambda: not alice.connected)
+    await alice.reconnect(cluster["a"].port)
+    for device in (bob, carol):
+        await _until_seen(device, _is_member(carol.user_id, "ban"))
+    return Partition(cluster, alice, bob, carol, room_id, meanwhile)
+
+
+async def test_a_ban_made_during_a_partition_defeats_what_the_banned_user_sent_meanwhile(
+    nursery: trio.Nursery, tmp_path: Path, network_clock: trio.testing.MockClock
+) -> None:
+    """An honest fork: carol's messages are concurrent with the ban and defeated by it on
+    every node (state.md §5, §7); bob's device, which had them, gets their retractions
+    (client.md §5); alice's never has them."""
+    with trio.fail_after(TIMEOUT):
+        scene = await _ban_during_a_partition(nursery, tmp_path)
+        for event_id in scene.meanwhile:
+            await _until_seen(scene.bob, _is_retraction(event_id))
+        after = await _say(scene.bob, scene.room_id, "after the ban")
+        await _until_seen(scene.alice, _is_message("after the ban"))
+        # Every node: the same verdicts and state, carol's messages defeated, carol banned;
+        # c, with no one in the room any more, does not get what follows the ban.
+        views = {}
+        for letter in "abc":
+            stored = await scene.cluster.stored_room(letter, scene.room_id)
+            assert stored is not None
+            assert [stored.verdicts[e] for e in scene.meanwhile] == ["defeated", "defeated"]
+            engine = stored.engine()
+            assert engine.memberships()[scene.carol.user_id] == "ban"
+            order = [e for e in engine.canonical_order() if e != after]
+            views[letter] = ({e: stored.verdicts[e] for e in order}, order, engine.state())
+            assert (after in stored.events) == (letter != "c")
+        assert views["a"] == views["b"] == views["c"]
+        alice_got = {i["event"]["event_id"] for i in scene.alice.items if i["kind"] == "event"}
+        assert alice_got.isdisjoint(scene.meanwhile)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="node/services/stream.py decides who gets a retraction by the membership at the "
+    "retraction's own position (Memberships.sees), not by who saw the retracted event: a "
+    "user removed by the very revocation that retracts her messages never gets it",
+)
+async def test_the_banned_sender_gets_the_retractions_of_the_messages_she_saw(
+    nursery: trio.Nursery, tmp_path: Path, network_clock: trio.testing.MockClock
+) -> None:
+    """client.md §5: "Retractions follow the events they retract". Carol's device showed
+    her messages; the ban that defeats them is also what ends her view of the room, and
+    the retractions come after it — she must get them all the same, or her device keeps
+    showing messages that every node rejected."""
+    with trio.fail_after(TIMEOUT):
+        scene = await _ban_during_a_partition(nursery, tmp_path)
+        shown = {i["event"]["event_id"] for i in scene.carol.items if i["kind"] == "event"}
+        assert shown.issuperset(scene.meanwhile)
+        # c made the retractions with the ban, in one change, and pushes a connection's
+        # items in order before any later answer: after this answer, carol has them all.
+        await scene.carol.result("ping")
+        assert _is_member(scene.carol.user_id, "ban")(scene.carol.items[-1])
+        retracted = [i["event_id"] for i in scene.carol.items if i["kind"] == "retraction"]
+        assert retracted == scene.meanwhile
