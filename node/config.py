@@ -100,6 +100,9 @@ class NodeConfig:
     log_level: str = "info"
     peers: Mapping[str, str] = field(default_factory=dict)
     """``[peers]``: server name → federation address (spec/federation.md §2.1)."""
+    federation_ca_file: Path | None = None
+    """PEM certificates trusted for peers' ``wss://`` links besides the system's (private
+    networks with their own certificate authority, and tests)."""
 
     def __post_init__(self) -> None:
         _check(self.host != "", "host", "must not be empty")
@@ -239,6 +242,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting("passwords", "cost", "password_cost", _string),
     Setting("accounts", "session_check_interval_s", "session_check_interval_s", _number),
     Setting("log", "level", "log_level", _string),
+    Setting("federation", "ca_file", "federation_ca_file", _string),
 )
 """Every key of ``kith.toml``. ``data_dir`` is not one: the file lives in it."""
 
@@ -247,7 +251,7 @@ _BY_SECTION: Final[Mapping[str, Mapping[str, Setting]]] = {
     for section in dict.fromkeys(s.section for s in SETTINGS)
 }
 _BY_FIELD: Final[Mapping[str, Setting]] = {s.field: s for s in SETTINGS}
-_PATH_FIELDS: Final = frozenset({"tls_cert", "tls_key"})
+_PATH_FIELDS: Final = frozenset({"tls_cert", "tls_key", "federation_ca_file"})
 
 
 def _read_file(path: Path) -> dict[str, Any]:

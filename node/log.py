@@ -78,7 +78,8 @@ class LogfmtFormatter(logging.Formatter):
         extra = getattr(record, _FIELDS_ATTR, None)
         if isinstance(extra, dict):
             fields["event"] = record.msg
-            fields.update(extra)
+            # A field named like one of the line's own keeps both: ``ts`` stays the time.
+            fields.update({(f"{k}_" if k in fields else k): v for k, v in extra.items()})
         else:
             # A record from plain ``logging`` calls (a library below us): keep its text.
             fields["event"] = "log"

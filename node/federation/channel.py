@@ -109,13 +109,16 @@ class _ClientChannel:
             await self._ws.aclose(code, reason)
 
 
-async def _open_stream(address: PeerAddress, server_name: str) -> trio.abc.Stream:
+async def _open_stream(
+    address: PeerAddress, server_name: str, ssl_context: ssl.SSLContext | None
+) -> trio.abc.Stream:
     stream = await trio.open_tcp_stream(address.host, address.port)
     if not address.tls:
         return stream
     # federation.md §2.1: the certificate must be valid for the peer's server name.
     hostname = urlsplit("//" + server_name).hostname or server_name
-    tls = trio.SSLStream(stream, ssl.create_default_context(), server_hostname=hostname)
+    context = ssl_context or ssl.create_default_context()
+    tls = trio.SSLStream(stream, context, server_hostname=hostname)
     try:
         await tls.do_handshake()
     except BaseException:
@@ -124,16 +127,29 @@ async def _open_stream(address: PeerAddress, server_name: str) -> trio.abc.Strea
     return tls
 
 
+CLOSE_WAIT_S = 0.25
+"""How long closing a dialed link waits for the peer's close frame."""
+
+
 @asynccontextmanager
-async def dial(address: PeerAddress, server_name: str, *, timeout: float) -> AsyncIterator[Channel]:
+async def dial(
+    address: PeerAddress,
+    server_name: str,
+    *,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[Channel]:
     """Open a WebSocket to a peer's ``/federation``; close it when the block ends.
+
+    ``ssl_context`` (default: the system's trust store) checks a ``wss://`` peer's
+    certificate, which must be valid for ``server_name`` whatever the address.
 
     Raises :class:`DialError` when the TCP connection, TLS or the WebSocket handshake fails
     or takes longer than ``timeout``.
     """
     try:
         with trio.fail_after(timeout):
-            stream = await _open_stream(address, server_name)
+            stream = await _open_stream(address, server_name, ssl_context)
     except (OSError, trio.BrokenResourceError, trio.TooSlowError) as exc:
         raise DialError(f"cannot reach {address.url}: {exc!r}") from exc
     try:
@@ -153,7 +169,9 @@ async def dial(address: PeerAddress, server_name: str, *, timeout: float) -> Asy
             try:
                 yield _ClientChannel(ws, address.url)
             finally:
-                with trio.CancelScope(shield=True), trio.move_on_after(2):
+                # The peer's close reply is read by the connection's reader, which a node
+                # that stops has cancelled already: wait for it only briefly.
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_WAIT_S):
                     await ws.aclose()
                 nursery.cancel_scope.cancel()  # the stream is closed below, once
     except* DialError as group:

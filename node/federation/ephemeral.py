@@ -6,7 +6,8 @@ the room's other servers. Each becomes an EDU that waits in the outbox's memory 
 next transaction to that server — best-effort, never stored. When a link to a server comes
 up, the relay also sends it the presence of every local user it shares a room with, so a
 node that restarted, or was cut off while someone came or went, is told the present state
-without waiting for the next change.
+without waiting for the next change; and when a user joins a room, the servers that become
+their contacts' are told the presence they did not know.
 
 Inbound, each EDU of a transaction is parsed on its own, must speak for a user of the
 link's peer, and is applied only where it makes sense here (a room this node holds, a user
@@ -51,6 +52,7 @@ class EphemeralRelay:
         presence.on_local_change.append(self._presence_changed)
         typing.on_local_change.append(self._typing_changed)
         receipts.on_local_change.append(self._receipt_moved)
+        rooms.on_joined.append(self._member_joined)
 
     # --- outbound -----------------------------------------------------------------------
 
@@ -75,6 +77,24 @@ class EphemeralRelay:
         content = {"room_id": room_id, "user_id": user_id, "event_id": event_id}
         edu = {"type": "receipt", "content": content}
         self._outbox.queue_edu(self._servers_of_room(room_id), edu)
+
+    def _member_joined(self, room_id: str, user_id: str) -> None:
+        """§8.1: new contacts across servers learn each other's presence. A local user's
+        goes to the room's other servers; a remote user's server gets the presence of the
+        room's local users. Only what differs from the default (offline, no status)."""
+        room = self._rooms.rooms.get(room_id)
+        if room is None:
+            return
+        if self._rooms.is_local(user_id):
+            local, servers = [user_id], sorted(self._rooms.members(room).servers_joined)
+        else:
+            joined = self._rooms.members(room).joined
+            local = sorted(u for u in joined if self._rooms.is_local(u))
+            servers = [parse_user_id(user_id).server_name]
+        for local_user in local:
+            described = self._presence.describe(local_user)
+            if described["presence"] == "online" or "status_msg" in described:
+                self._outbox.queue_edu(servers, _presence_edu(described))
 
     def link_up(self, peer: str) -> None:
         """A link to ``peer`` authenticated: send it the presence of the local users it

@@ -72,7 +72,7 @@ class KeyStore:
             log.info(
                 "server_keys_pinned",
                 server=name,
-                ts=kept.ts,
+                key_ts=kept.ts,
                 keys=",".join(sorted(kept.verify_keys)),
                 first=pinned is None,
             )

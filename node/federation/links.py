@@ -11,6 +11,7 @@ outbox, to send its queue at once — waits on :meth:`Links.wait_for_link`.
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable, Mapping
 
 import trio
@@ -50,8 +51,10 @@ class Links:
         handler: RequestHandler,
         *,
         peers: Mapping[str, str],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._identity = identity
+        self._ssl_context = ssl_context
         self._handler = handler
         self._peers = dict(peers)
         self._links: dict[str, PeerLink] = {}
@@ -118,7 +121,9 @@ class Links:
 
         async def run_link() -> None:
             try:
-                async with dial(address, server_name, timeout=HANDSHAKE_TIMEOUT) as channel:
+                async with dial(
+                    address, server_name, timeout=HANDSHAKE_TIMEOUT, ssl_context=self._ssl_context
+                ) as channel:
                     link = PeerLink(channel, self._identity, self._handler, initiator=True)
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._run, link)

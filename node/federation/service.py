@@ -8,13 +8,14 @@ inviting a user of another server (§7) and joining a room this node does not ho
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
 from node.clock import now_ms
-from node.config import NodeConfig
+from node.config import ConfigError, NodeConfig
 from node.federation.channel import Channel
 from node.federation.ephemeral import EphemeralRelay
 from node.federation.inbound import FetchLimits, Inbound
@@ -76,7 +77,9 @@ class Federation:
             learn_keys=self.keystore.learn,
             clock_ms=clock_ms,
         )
-        self.links = Links(identity, self.inbound, peers=config.peers)
+        self.links = Links(
+            identity, self.inbound, peers=config.peers, ssl_context=_peer_trust(config)
+        )
         self.outbox = Outbox(db, self.links)
         rooms.on_outbox = self.outbox.notify
         services.to_device.on_outbox = self.outbox.notify
@@ -173,3 +176,14 @@ class Federation:
         raise RemoteProtocolError(
             ErrorCode.NOT_FOUND, f"no server of {via[:8]} gave {room_id}: {last}"
         )
+
+
+def _peer_trust(config: NodeConfig) -> ssl.SSLContext:
+    """The trust store for peers' certificates: the system's, plus ``[federation] ca_file``."""
+    context = ssl.create_default_context()
+    if config.federation_ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=str(config.federation_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"[federation] ca_file: {exc}") from None
+    return context

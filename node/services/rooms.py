@@ -81,6 +81,8 @@ class _Staged:
     outbox_rows: list[tuple[str, int, str]] = field(default_factory=list)
     """(destination, position, event_id): events for other servers (federation.md §3.3)."""
     items: list[Item] = field(default_factory=list)
+    joined: list[tuple[str, str]] = field(default_factory=list)
+    """(room, user) of every user of any server whose membership became ``join``."""
     last_position: int = 0
     positions: dict[str, int] = field(default_factory=dict)
     """Where each new event was stored."""
@@ -133,6 +135,8 @@ class RoomService:
         """Per room, who is in it; computed again after a member event changes its state."""
         self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
         """Told, after a commit, which destinations have new events queued (federation)."""
+        self.on_joined: list[Callable[[str, str], None]] = []
+        """Told ``(room, user)`` after a commit made a user of any server joined."""
 
     # --- start --------------------------------------------------------------------------
 
@@ -514,10 +518,12 @@ class RoomService:
             return
         self._members.pop(room.room_id, None)
         user_id = event["state_key"]
-        if not self.is_local(user_id):
-            return
         held = room.state_event((_MEMBER, user_id))
         membership = held["content"]["membership"] if held is not None else "leave"
+        if membership == "join":
+            staged.joined.append((room.room_id, user_id))
+        if not self.is_local(user_id):
+            return
         membership = "leave" if membership == "unban" else membership
         if self._memberships.record(user_id, room.room_id, position, membership):
             staged.membership_rows.append((room.room_id, user_id, position, membership))
@@ -562,5 +568,8 @@ class RoomService:
             self._stream.publish(staged.items, staged.last_position)
             if staged.outbox_rows:
                 self.on_outbox({row[0] for row in staged.outbox_rows})
+            for room_id, user_id in staged.joined:
+                for listener in self.on_joined:
+                    listener(room_id, user_id)
 
         await self._db.write(job, on_commit=committed)

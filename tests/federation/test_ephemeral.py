@@ -70,6 +70,20 @@ async def test_presence_of_a_remote_contact_follows_their_devices(cluster: Clust
             assert gone["presence"] == "offline"
 
 
+async def test_users_online_before_they_share_a_room_see_each_other_online(
+    cluster: Cluster,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
+            await shared_room(alice, bob)  # both were online before; nothing changed since
+            update = await notice_until(alice, "presence_update", lambda p: p["user_id"] == BOB)
+            assert update["presence"] == "online"
+            update = await notice_until(bob, "presence_update", lambda p: p["user_id"] == ALICE)
+            assert update["presence"] == "online"
+            answer = await alice.result("get_presence", user_ids=[BOB])
+            assert answer["presence"][0]["presence"] == "online"
+
+
 async def test_a_restarted_node_learns_who_is_online_without_a_change(cluster: Cluster) -> None:
     with trio.fail_after(TIMEOUT):
         async with user(cluster["a"].port, "alice") as alice:

@@ -120,3 +120,11 @@ def test_debug_level_shows_debug_events(capsys: pytest.CaptureFixture[str]) -> N
     get_log("node.test").debug("detail", conn=3)
     (line,) = capsys.readouterr().err.splitlines()
     assert parse_logfmt(line)["conn"] == "3"
+
+
+def test_a_field_named_like_the_line_s_own_keys_does_not_replace_them() -> None:
+    line = LogfmtFormatter().format(_record("pinned", ts=1795749219471, level="x", event="y"))
+    assert _LINE_START.match(line) is not None
+    fields = parse_logfmt(line)
+    assert (fields["event"], fields["level"]) == ("pinned", "info")
+    assert (fields["ts_"], fields["level_"], fields["event_"]) == ("1795749219471", "x", "y")

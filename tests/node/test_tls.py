@@ -45,10 +45,14 @@ def _private_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
-def make_certificate(folder: Path, *, key_password: bytes | None = None) -> Certificate:
-    """Write ``cert.pem`` and ``key.pem`` for 127.0.0.1 into ``folder``."""
+def make_certificate(
+    folder: Path, *, key_password: bytes | None = None, dns_names: tuple[str, ...] = ()
+) -> Certificate:
+    """Write ``cert.pem`` and ``key.pem`` for 127.0.0.1 (and ``dns_names``) into ``folder``."""
     key = _private_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kith test node")])
+    # Certificates trusted together need distinct subjects (each is its own issuer).
+    common_name = dns_names[0] if dns_names else "kith test node"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -59,7 +63,12 @@ def make_certificate(folder: Path, *, key_password: bytes | None = None) -> Cert
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    *(x509.DNSName(name) for name in dns_names),
+                ]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
