@@ -376,3 +376,29 @@ async def test_the_banned_sender_gets_the_retractions_of_the_messages_she_saw(
         assert _is_member(scene.carol.user_id, "ban")(scene.carol.items[-1])
         retracted = [i["event_id"] for i in scene.carol.items if i["kind"] == "retraction"]
         assert retracted == scene.meanwhile
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="node/federation/inbound.py Inbound._receive answers every event the room did not "
+    "add as 'held', also those Room.add refused by state.md §1 (changes.refused)",
+)
+async def test_a_fork_that_lies_about_its_depth_is_refused_with_bad_depth(
+    scene: Scene, network_clock: trio.testing.MockClock
+) -> None:
+    """A fork claiming a depth its parents do not give it — to sort before the ban in the
+    canonical order, or far after it — breaks state.md §1 rule 4: refused with
+    ``bad_depth`` and never added to the graph; not ``held``, which says its parents are
+    missing (federation.md §3.1) when the receiver has them all."""
+    with trio.fail_after(TIMEOUT):
+        before = await scene.stored("a")
+        depth = before.events[scene.before_ban]["depth"] + 1
+        content = {"body": "first in line", "msgtype": "text"}
+        forks = [
+            scene.forge(MALLORY, "message", content, [scene.before_ban], claimed)[0]
+            for claimed in (depth - 1, depth + 5)
+        ]
+        async with _as_b(scene, "a") as b:
+            outcomes = await _txn(b, *forks)
+        assert await scene.stored("a") == before
+        assert outcomes == [("refused", "bad_depth")] * 2
