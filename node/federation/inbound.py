@@ -257,28 +257,38 @@ class Inbound:
             return None
 
     async def _backfill_from(self, link: PeerLink, room_id: str, room: Room | None) -> None:
-        """Every page of ``backfill``, each added as it arrives (parents come first)."""
-        token: str | None = None
-        while True:
+        """Every page of ``backfill``, each added as it arrives (parents come first). The
+        next page is asked for before this one is checked, so the peer prepares it while
+        this node verifies."""
+
+        async def fetch(token: str | None, into: list[JsonObject]) -> None:
             params: JsonObject = {"room_id": room_id, "limit": self._limits.backfill_page}
             if token is not None:
                 params["from"] = token
-            answer = await link.request("backfill", params)
-            events = await self._verified(answer)
-            if room is None:
-                create_id = next(
-                    (eid for eid, ev in events.items() if room_id_of(eid) == room_id), None
-                )
-                if create_id is None:
-                    raise RemoteProtocolError(ErrorCode.BAD_EVENT, "history without its create")
-                create = events.pop(create_id)
-                await self._rooms.acquire(create_id, create, events)
-                room = self._rooms.room(room_id)
-            else:
-                await self._rooms.receive(room_id, events)
+            into.append(await link.request("backfill", params))
+
+        pages: list[JsonObject] = []
+        await fetch(None, pages)
+        while pages:
+            answer = pages.pop()
             token = answer.get("next")
-            if type(token) is not str:
-                return
+            async with trio.open_nursery() as nursery:
+                if type(token) is str:
+                    nursery.start_soon(fetch, token, pages)
+                room = await self._add_page(room_id, room, answer)
+
+    async def _add_page(self, room_id: str, room: Room | None, answer: JsonObject) -> Room:
+        """Verify a fetched page and add it: to ``room``, or as a new room (§6 step 2)."""
+        events = await self._verified(answer)
+        if room is not None:
+            await self._rooms.receive(room_id, events)
+            return room
+        create_id = next((eid for eid, ev in events.items() if room_id_of(eid) == room_id), None)
+        if create_id is None:
+            raise RemoteProtocolError(ErrorCode.BAD_EVENT, "history without its create")
+        create = events.pop(create_id)
+        await self._rooms.acquire(create_id, create, events)
+        return self._rooms.room(room_id)
 
     # --- §5: answering fetches ----------------------------------------------------------
 
@@ -286,7 +296,7 @@ class Inbound:
         """The room, if the peer has (had) a user in it (or it is public, for backfill)."""
         room = self._rooms.room(room_id)
         peer = link.peer
-        if any(parse_user_id(u).server_name == peer for u in room.memberships()):
+        if peer in self._rooms.members(room).servers_named:
             return room
         if public_ok:
             rule = room.state_event((EventType.JOIN_RULES.value, ""))

@@ -52,20 +52,23 @@ _MEMBER = EventType.MEMBER.value
 
 @dataclass(frozen=True, slots=True)
 class _Members:
-    """A room's users joined now, and the other servers with a user joined (or invited)."""
+    """A room's users joined now, and the other servers with a user joined (or invited), or
+    with a user of any membership (federation.md §5: who may read the room's history)."""
 
     joined: frozenset[str]
     servers_joined: frozenset[str]
     servers_present: frozenset[str]
+    servers_named: frozenset[str]
 
     @classmethod
     def of(cls, room: Room, own_server: str) -> _Members:
         memberships = room.memberships()
+        server_of = {u: parse_user_id(u).server_name for u in memberships}
         joined = frozenset(u for u, m in memberships.items() if m == "join")
-        present = [u for u, m in memberships.items() if m == "invite"]
-        servers = frozenset(parse_user_id(u).server_name for u in joined) - {own_server}
-        invited = frozenset(parse_user_id(u).server_name for u in present) - {own_server}
-        return cls(joined, servers, servers | invited)
+        servers = frozenset(server_of[u] for u in joined) - {own_server}
+        invited = frozenset(server_of[u] for u, m in memberships.items() if m == "invite")
+        named = frozenset(server_of.values()) - {own_server}
+        return cls(joined, servers, servers | (invited - {own_server}), named)
 
 
 @dataclass

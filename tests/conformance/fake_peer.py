@@ -28,18 +28,24 @@ from protocol import build_event, compute_event_id, derive_key_id, sign_event_wi
 from protocol.federation.keys import ServerKeys, build_key_object, parse_key_object
 from protocol.federation.link import LinkRoles, check_proof, encode_nonce, make_proof
 from protocol.rooms import select_auth_events
-from tests.conformance.client_session import RUN
+from tests.conformance.client_session import RUN, Session, session
 from tests.conformance.wsclient import Closed, Text, WebSocket, connect
 
 __all__ = [
     "NO_EVENT",
     "NO_ROOM",
+    "TIMEOUT",
     "FakePeer",
     "LinkClosedError",
     "RoomHistory",
+    "assert_serving",
+    "authenticated",
     "fake_server_name",
     "now_ms",
     "open_fake_peer",
+    "other_key",
+    "parents_first",
+    "room_creator",
 ]
 
 SUBPROTOCOL = "kith.v1"
@@ -426,3 +432,46 @@ async def open_fake_peer(
     """A fake peer connected to the node's ``/federation`` endpoint (not yet authenticated)."""
     async with await connect(node_url + "/federation", subprotocols=(SUBPROTOCOL,)) as ws:
         yield FakePeer(ws, node_name, name)
+
+
+# --- shared by the federation test modules ---------------------------------------------
+
+TIMEOUT = 10
+
+
+def other_key() -> nacl.signing.SigningKey:
+    return nacl.signing.SigningKey(os.urandom(32))
+
+
+async def assert_serving(node_url: str, server_name: str) -> None:
+    """The node still opens, authenticates and serves a new link."""
+    async with open_fake_peer(node_url, server_name) as peer:
+        await peer.authenticate()
+        assert await peer.result("ping") == {}
+
+
+@asynccontextmanager
+async def authenticated(node_url: str, server_name: str) -> AsyncIterator[FakePeer]:
+    async with open_fake_peer(node_url, server_name) as peer:
+        await peer.authenticate()
+        yield peer
+
+
+@asynccontextmanager
+async def room_creator(
+    node_url: str, token: str, *, public: bool
+) -> AsyncIterator[tuple[Session, str]]:
+    """A user of the node and a room they created (public or invite-only)."""
+    async with session(node_url) as creator:
+        await creator.register(token, "fed")
+        room_id = (await creator.result("create_room", name="federation", public=public))["room_id"]
+        yield creator, room_id
+
+
+def parents_first(room: RoomHistory, order: list[str]) -> bool:
+    seen: set[str] = set()
+    for event_id in order:
+        if any(parent not in seen for parent in room.events[event_id]["prev_events"]):
+            return False
+        seen.add(event_id)
+    return True

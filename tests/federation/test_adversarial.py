@@ -3,7 +3,7 @@
 The adversarial checks themselves — the link's handshake (spec/federation.md §2.2), the
 checks of §4 each refused with its reason, fetches and invites refused, the node serving on
 after each — are black-box and live in the conformance suite
-(``tests/conformance/test_federation.py``), where they run against any node. This module
+(``tests/conformance/test_federation_*.py``), where they run against any node. This module
 keeps the way to point that suite's fake peer at a node of these tests.
 """
 
