@@ -40,7 +40,7 @@ from protocol import (
 from protocol.events import countersign_event
 from protocol.federation.ephemeral import ToDeviceMessage, parse_to_device_message
 from protocol.federation.ops import MAX_MISSING_LIMIT
-from protocol.rooms import Room
+from protocol.rooms import RejectReason, Room
 from protocol.rooms.dag import room_id_of
 from protocol.wire import MAX_FRAME_BYTES, Endpoint
 
@@ -154,12 +154,18 @@ class Inbound:
         known = {eid for eid in events if eid in room}
         fresh = {eid: event for eid, event in events.items() if eid not in known}
         changes = await self._rooms.receive(room_id, fresh)
+        refused = dict(changes.refused)
         if changes.held:
-            await self._fill_gap(link, room, fresh)
+            waiting = {eid: ev for eid, ev in fresh.items() if eid not in refused}
+            refused.update(await self._fill_gap(link, room, waiting))
         outcomes: dict[str, JsonObject] = {}
         for event_id in events:
             if event_id in known:
                 outcomes[event_id] = {"event_id": event_id, "outcome": "duplicate"}
+            elif event_id in refused:  # broke a rule of state.md §1: never added
+                code = refused[event_id].value
+                log.info("pdu_refused", peer=link.peer, event_id=event_id, reason=code)
+                outcomes[event_id] = {"event_id": event_id, "outcome": "refused", "reason": code}
             elif event_id not in room:
                 log.info("pdu_held", peer=link.peer, event_id=event_id, room=room_id)
                 outcomes[event_id] = {"event_id": event_id, "outcome": "held"}
@@ -183,17 +189,21 @@ class Inbound:
                     return True
         return False
 
-    async def _fill_gap(self, link: PeerLink, room: Room, waiting: dict[str, JsonObject]) -> None:
-        """§5: fetch missing parents breadth-first from the peer, then the whole history."""
+    async def _fill_gap(
+        self, link: PeerLink, room: Room, waiting: dict[str, JsonObject]
+    ) -> dict[str, RejectReason]:
+        """§5: fetch missing parents breadth-first from the peer, then the whole history.
+        Returns the waiting events the room refused once their parents were known."""
         fetched = 0
+        refused: dict[str, RejectReason] = {}
         while True:
-            pending = {eid: ev for eid, ev in waiting.items() if eid not in room}
+            pending = {e: ev for e, ev in waiting.items() if e not in room and e not in refused}
             missing = sorted(
                 {p for ev in pending.values() for p in ev["prev_events"] if p not in room}
                 - pending.keys()
             )
             if not pending:
-                return
+                return refused
             if not missing or fetched >= self._limits.missing_events:
                 break
             try:
@@ -208,16 +218,19 @@ class Inbound:
                 )
             except (RemoteProtocolError, LinkClosedError, trio.TooSlowError) as exc:
                 log.info("get_missing_failed", peer=link.peer, room=room.room_id, why=str(exc))
-                return
+                return refused
             got = await self._verified(answer)
             new = {eid: ev for eid, ev in got.items() if eid not in room and eid not in pending}
             if not new:
                 break
             fetched += len(new)
-            await self._rooms.receive(room.room_id, {**new, **pending})
-        if any(eid not in room for eid in waiting):
+            changes = await self._rooms.receive(room.room_id, {**new, **pending})
+            refused.update((e, r) for e, r in changes.refused.items() if e in waiting)
+        if any(eid not in room and eid not in refused for eid in waiting):
             await self._backfill_from(link, room.room_id, room)
-            await self._rooms.receive(room.room_id, waiting)
+            changes = await self._rooms.receive(room.room_id, waiting)
+            refused.update(changes.refused)
+        return refused
 
     async def _verified(self, answer: JsonObject) -> dict[str, JsonObject]:
         """The events of a fetch answer that pass §4 steps 1-3 (others are logged)."""

@@ -378,11 +378,6 @@ async def test_the_banned_sender_gets_the_retractions_of_the_messages_she_saw(
         assert retracted == scene.meanwhile
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/federation/inbound.py Inbound._receive answers every event the room did not "
-    "add as 'held', also those Room.add refused by state.md §1 (changes.refused)",
-)
 async def test_a_fork_that_lies_about_its_depth_is_refused_with_bad_depth(
     scene: Scene, network_clock: trio.testing.MockClock
 ) -> None:
