@@ -452,6 +452,20 @@ class RoomService:
         added = set(changes.added)
         accepted = set(changes.accepted)
         own_id, own_key = sent_by if sent_by is not None else (None, None)
+        # Retractions first: they undo what the room showed before this change, so they go to
+        # whoever saw it then — a user this very change removes (a late ban) included; the
+        # memberships they change count from the last of them.
+        position = 0
+        for gone in changes.retracted:
+            position = self._stream.allocate()
+            reason = room.rejection(gone)
+            staged.verdicts.append((0, reason.value if reason else None, gone))
+            payload = {"position": position, "kind": "retraction", "room_id": room.room_id,
+                       "event_id": gone}  # fmt: skip
+            staged.stream_rows.append((position, "retraction", room.room_id, gone, None, None))
+            staged.items.append(Item(position, "retraction", payload, room_id=room.room_id))
+        for gone in changes.retracted:
+            self._note_membership(room, room.event(gone), position, staged)
         for event_id in changes.added:
             position = self._stream.allocate()
             staged.positions[event_id] = position
@@ -480,15 +494,6 @@ class RoomService:
             if event_id not in added:  # reinstated
                 staged.verdicts.append((1, None, event_id))
                 self._stage_item(room, event_id, self._stream.allocate(), staged, None)
-        for gone in changes.retracted:
-            position = self._stream.allocate()
-            reason = room.rejection(gone)
-            staged.verdicts.append((0, reason.value if reason else None, gone))
-            payload = {"position": position, "kind": "retraction", "room_id": room.room_id,
-                       "event_id": gone}  # fmt: skip
-            staged.stream_rows.append((position, "retraction", room.room_id, gone, None, None))
-            staged.items.append(Item(position, "retraction", payload, room_id=room.room_id))
-            self._note_membership(room, room.event(gone), position, staged)
         staged.last_position = self._stream.head
 
     def _stage_item(

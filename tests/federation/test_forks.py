@@ -353,12 +353,6 @@ async def test_a_ban_made_during_a_partition_defeats_what_the_banned_user_sent_m
         assert alice_got.isdisjoint(scene.meanwhile)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/services/stream.py decides who gets a retraction by the membership at the "
-    "retraction's own position (Memberships.sees), not by who saw the retracted event: a "
-    "user removed by the very revocation that retracts her messages never gets it",
-)
 async def test_the_banned_sender_gets_the_retractions_of_the_messages_she_saw(
     nursery: trio.Nursery, tmp_path: Path, network_clock: trio.testing.MockClock
 ) -> None:
