@@ -17,7 +17,9 @@ transaction.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+
+import trio
 
 from node.federation.outbox import Outbox
 from node.log import get_log
@@ -30,6 +32,10 @@ from protocol.federation.ephemeral import Edu, parse_edu
 __all__ = ["EphemeralRelay"]
 
 log = get_log(__name__)
+
+UNREACHABLE_AFTER_S: Final = 90.0
+"""§8.1: a server without a link this long has its users' presence taken as offline (the
+silence after which a link is closed, §2.4)."""
 
 
 class EphemeralRelay:
@@ -53,6 +59,8 @@ class EphemeralRelay:
         typing.on_local_change.append(self._typing_changed)
         receipts.on_local_change.append(self._receipt_moved)
         rooms.on_joined.append(self._member_joined)
+        self._down_since: dict[str, float] = {}
+        self._down_changed = trio.Event()
 
     # --- outbound -----------------------------------------------------------------------
 
@@ -99,6 +107,7 @@ class EphemeralRelay:
     def link_up(self, peer: str) -> None:
         """A link to ``peer`` authenticated: send it the presence of the local users it
         shares a room with (online or not, so a stale "online" there is corrected)."""
+        self.link_back(peer)
         users: set[str] = set()
         for room in self._rooms.rooms.values():
             members = self._rooms.members(room)
@@ -106,6 +115,30 @@ class EphemeralRelay:
                 users.update(u for u in members.joined if self._rooms.is_local(u))
         for user_id in sorted(users):
             self._outbox.queue_edu([peer], _presence_edu(self._presence.describe(user_id)))
+
+    def link_down(self, peer: str) -> None:
+        """The link to ``peer`` closed: start counting (see :meth:`run`)."""
+        self._down_since.setdefault(peer, trio.current_time())
+        self._down_changed.set()
+
+    def link_back(self, peer: str) -> None:
+        """A link to ``peer`` is up again (its presence snapshot follows, §8.1)."""
+        self._down_since.pop(peer, None)
+
+    async def run(self) -> None:
+        """Take the users of servers without a link for :data:`UNREACHABLE_AFTER_S` as
+        offline (in the node's nursery): a node that died cannot say so itself."""
+        while True:
+            self._down_changed = trio.Event()
+            deadline = min(self._down_since.values(), default=trio.current_time() + 3600)
+            with trio.move_on_at(deadline + UNREACHABLE_AFTER_S):
+                await self._down_changed.wait()
+            now = trio.current_time()
+            for peer, since in list(self._down_since.items()):
+                if since + UNREACHABLE_AFTER_S <= now:
+                    del self._down_since[peer]
+                    log.info("peer_presence_unknown", peer=peer)
+                    self._presence.server_unreachable(peer)
 
     # --- inbound ------------------------------------------------------------------------
 

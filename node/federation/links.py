@@ -63,6 +63,8 @@ class Links:
         self._nursery: trio.Nursery | None = None
         self.on_link_up: list[Callable[[str], None]] = []
         """Told the peer's name when a link to a peer authenticates where none was up."""
+        self.on_link_down: list[Callable[[str], None]] = []
+        """Told the peer's name when the link to a peer closed and none other is up."""
 
     def start(self, nursery: trio.Nursery) -> None:
         """Where dialed links run (the node's nursery)."""
@@ -176,6 +178,8 @@ class Links:
         if link.peer is not None and self._links.get(link.peer) is link:
             del self._links[link.peer]
             log.info("link_down", link=link.link_id, peer=link.peer)
+            for listener in self.on_link_down:
+                listener(link.peer)
 
     async def _register_when_authenticated(self, link: PeerLink) -> None:
         await link.authenticated.wait()

@@ -91,6 +91,7 @@ class Federation:
             outbox=self.outbox,
         )
         self.links.on_link_up.append(self.ephemeral.link_up)
+        self.links.on_link_down.append(self.ephemeral.link_down)
 
     def _current_key(self) -> NodeKey:
         return self._keyring.current
@@ -103,6 +104,7 @@ class Federation:
         await self.keystore.load()
         self.links.start(nursery)
         await self.outbox.start(nursery)
+        nursery.start_soon(self.ephemeral.run)
         for server in sorted(self._room_servers()):
             nursery.start_soon(self._announce, server)
 

@@ -23,7 +23,7 @@ from node.clock import now_ms
 from node.hub import Hub
 from node.services.rooms import RoomService
 from node.session import Session
-from protocol import JsonObject, Notice, encode_frame
+from protocol import JsonObject, Notice, encode_frame, parse_user_id
 
 __all__ = ["Presence"]
 
@@ -150,6 +150,14 @@ class Presence:
         if changed:
             self._announce(user_id, user)
         return True
+
+    def server_unreachable(self, server_name: str) -> None:
+        """federation.md §8.1: nothing can be heard from ``server_name`` any more; its
+        users who were online are offline here until their node says otherwise."""
+        for user_id, user in self._users.items():
+            if user.remote and user.online and parse_user_id(user_id).server_name == server_name:
+                user.online = False
+                self._announce(user_id, user)
 
     def _announce(self, user_id: str, user: _UserPresence) -> None:
         described = self.describe(user_id)

@@ -99,6 +99,22 @@ async def test_a_restarted_node_learns_who_is_online_without_a_change(cluster: C
                 assert update["presence"] == "online"
 
 
+async def test_users_of_a_node_that_went_away_become_offline_after_the_silence(
+    cluster: Cluster, network_clock: trio.testing.MockClock
+) -> None:
+    with trio.fail_after(TIMEOUT + 120):  # virtual time: the silence is 90 s
+        async with user(cluster["a"].port, "alice") as alice:
+            async with user(cluster["b"].port, "bob") as bob:
+                await shared_room(alice, bob)
+                await notice_until(alice, "presence_update", lambda p: p["user_id"] == BOB)
+                cluster["b"].proxy.cut()  # b's word that bob left can no longer arrive
+                await cluster.stop("b")
+            stopped = trio.current_time()
+            gone = await notice_until(alice, "presence_update", lambda p: p["user_id"] == BOB)
+            assert gone["presence"] == "offline"
+            assert trio.current_time() - stopped == pytest.approx(90, abs=5)
+
+
 async def test_typing_and_receipts_reach_the_other_node(cluster: Cluster) -> None:
     with trio.fail_after(TIMEOUT):
         async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
