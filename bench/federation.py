@@ -147,7 +147,7 @@ async def catch_up(a: NodeProcess, b: NodeProcess, *, events: int = 10_000) -> N
         raise RuntimeError(f"a queued {a.queued()} events for b, not {events}")
     window = Window(a, b)
     await b.start()
-    listening = window.elapsed()
+    listening, listening_cpu = window.elapsed(), b.cpu_seconds()
     complete = await _until(lambda: b.stored(room_id) - before >= events)
     window.close()
     received = b.stored(room_id) - before
@@ -159,6 +159,7 @@ async def catch_up(a: NodeProcess, b: NodeProcess, *, events: int = 10_000) -> N
             "received": received,
             "seconds": round(window.seconds, 3),
             "b_listening_seconds": round(listening, 3),
+            "b_listening_cpu_seconds": round(listening_cpu, 2),
             "events_per_s": round(received / window.seconds),
             **window.cpu,
             "target_seconds": 5,
