@@ -63,3 +63,39 @@ async def test_joining_a_public_room_held_by_another_node(cluster: Cluster) -> N
             await items_until(alice, is_membership("@bob:b.test", "join"))
             await say(alice, room_id, "after bob")
             await items_until(bob, is_message("after bob"))
+
+
+async def test_kick_leave_and_rejoin_across_nodes(cluster: Cluster) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
+            await alice.result("sync")
+            await bob.result("sync")
+            room_id = (await alice.result("create_room", name="r", invite=["@bob:b.test"]))[
+                "room_id"
+            ]
+            await items_until(bob, is_membership("@bob:b.test", "invite"))
+            await bob.result("join", room_id=room_id)
+            await items_until(alice, is_membership("@bob:b.test", "join"))
+            # A kick made on a is enforced on b: bob's own node refuses his next message.
+            await alice.result("kick", room_id=room_id, user_id="@bob:b.test", reason="quiet")
+            await items_until(bob, is_membership("@bob:b.test", "leave"))
+            assert await bob.error("send", room_id=room_id, txn_id="k", content={
+                "body": "still here?", "msgtype": "text"}) == "not_joined"  # fmt: skip
+            # Invited again, bob joins and then leaves by himself; a sees it.
+            await alice.result("invite", room_id=room_id, user_id="@bob:b.test")
+            await items_until(bob, is_membership("@bob:b.test", "invite"))
+            await bob.result("join", room_id=room_id)
+            await items_until(alice, is_membership("@bob:b.test", "join"))
+            await bob.result("leave", room_id=room_id)
+            await items_until(alice, is_membership("@bob:b.test", "leave"))
+            members = (await alice.result("members", room_id=room_id))["members"]
+            assert {m["user_id"]: m["membership"] for m in members} == {
+                "@alice:a.test": "join",
+                "@bob:b.test": "leave",
+            }
+            # What alice says now never reaches bob's device, even once his node fetches it
+            # as the past of a new invite.
+            await say(alice, room_id, "after bob left")
+            await alice.result("invite", room_id=room_id, user_id="@bob:b.test")
+            seen = await items_until(bob, is_membership("@bob:b.test", "invite"))
+            assert "after bob left" not in bodies(seen)
