@@ -138,13 +138,6 @@ async def _views_agree(scene: Scene) -> StoredRoom:
 
 
 @pytest.fixture
-def network_clock() -> trio.testing.MockClock:
-    """A clock that skips waits once every task waited 100 ms of real time (a stopping
-    node's last close handshakes, an outbox's retry wait)."""
-    return trio.testing.MockClock(autojump_threshold=0.1)
-
-
-@pytest.fixture
 async def scene(nursery: trio.Nursery, tmp_path: Path) -> Scene:
     cluster = Cluster(nursery, tmp_path)
     await cluster.start("a", "b", "c")

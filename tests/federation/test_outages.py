@@ -24,13 +24,6 @@ TIMEOUT = 600
 """Seconds of the test's clock, on which retry waits pass at once (runs take a few)."""
 
 
-@pytest.fixture
-def network_clock() -> trio.testing.MockClock:
-    """A clock that jumps to the next deadline after every task waited 100 ms of real time:
-    long after loopback sockets and database threads are done, so only waits are skipped."""
-    return trio.testing.MockClock(autojump_threshold=0.1)
-
-
 async def _shared_room(alice: Client, bob: Client) -> str:
     await alice.result("sync")
     await bob.result("sync")

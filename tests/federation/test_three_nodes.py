@@ -36,13 +36,6 @@ TOPIC_CHANGES = 0.25
 """A restarted node stays down for up to this many steps while the others talk."""
 
 
-@pytest.fixture
-def network_clock() -> trio.testing.MockClock:
-    """A clock that jumps to the next deadline after every task waited 100 ms of real time:
-    long after loopback sockets and database threads are done, so only waits are skipped."""
-    return trio.testing.MockClock(autojump_threshold=0.1)
-
-
 @dataclass(frozen=True)
 class Sent:
     """A message as its sender sent it, with what its sender's device had seen by then."""
