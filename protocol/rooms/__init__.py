@@ -7,8 +7,14 @@ node keeps per room, ``authorize`` the check every event passes against its caus
 from protocol.rooms.auth import authorize, rank, select_auth_events
 from protocol.rooms.power import CREATOR_LEVEL, MappingState, PowerLevels, StateView, membership
 from protocol.rooms.reasons import STRUCTURAL_REASONS, RejectReason
-from protocol.rooms.room import Changes, Room
-from protocol.rooms.schemas import ROOM_VERSION, Register, check_shape, is_power_event
+from protocol.rooms.room import Changes, Room, kept_form
+from protocol.rooms.schemas import (
+    ROOM_VERSION,
+    Register,
+    check_shape,
+    content_fits,
+    is_power_event,
+)
 
 __all__ = [
     "CREATOR_LEVEL",
@@ -23,7 +29,9 @@ __all__ = [
     "StateView",
     "authorize",
     "check_shape",
+    "content_fits",
     "is_power_event",
+    "kept_form",
     "membership",
     "rank",
     "select_auth_events",

@@ -34,9 +34,13 @@ def authorize(event: JsonObject, state: StateView) -> RejectReason | None:
         if content["room_version"] != ROOM_VERSION:
             return _R.UNSUPPORTED_ROOM_VERSION
         return None
-    shape = check_shape(event)  # steps 2-3
+    shape = check_shape(event)  # steps 2-3, on the content of the redacted form
     if shape is not None:
         return shape
+    # Steps 4-9 read only content members redaction keeps (rooms.md §5 "Redactions"); content
+    # that is not an object redacts to {} (events.md §4.2 step 2), which is what they read.
+    if type(content) is not dict:
+        content = {}
     power = PowerLevels(state)
     sender = event["sender"]
     if event["type"] == EventType.MEMBER:  # step 4

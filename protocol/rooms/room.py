@@ -7,6 +7,10 @@ accepted before and are not any more (to retract), which were refused and which 
 missing parents (to fetch). The result after any sequence of batches is the one state.md §6
 defines for the set of events added: the tests hold this implementation to a literal
 second implementation of the spec.
+
+The room holds every event in the form all nodes keep (rooms.md §3, §5 "Redactions"): an
+event whose content breaks its schema in its redacted form from the start, and the target
+of a redaction that takes effect in its redacted form from then on.
 """
 
 from __future__ import annotations
@@ -17,17 +21,24 @@ from dataclasses import dataclass, field
 
 from protocol.canonical_json import JsonObject
 from protocol.errors import ErrorCode, RemoteProtocolError
-from protocol.events import MAX_PREV_EVENTS, EventType
+from protocol.events import MAX_PREV_EVENTS, EventType, redact_event
 from protocol.rooms.auth import authorize, select_auth_events
 from protocol.rooms.dag import Node, RoomGraph
 from protocol.rooms.power import StateView
 from protocol.rooms.reasons import RejectReason
 from protocol.rooms.resolution import judge, resolve_window
-from protocol.rooms.schemas import Register
+from protocol.rooms.schemas import Register, check_shape, content_fits
 
-__all__ = ["Changes", "Room"]
+__all__ = ["Changes", "Room", "kept_form"]
 
 _MEMBER = EventType.MEMBER.value
+_REDACTION = EventType.REDACTION.value
+
+
+def kept_form(event: JsonObject) -> JsonObject:
+    """The form every node keeps of a verified event: its redacted form if its content
+    breaks its schema (rooms.md §3), so no node stores or judges content others may lack."""
+    return event if content_fits(event) else redact_event(event)
 
 
 @dataclass
@@ -122,12 +133,16 @@ class Room:
     # --- adding events ------------------------------------------------------------------
 
     def add(self, events: Mapping[str, JsonObject]) -> Changes:
-        """Add verified events (by id) in any order; resolve; report what changed."""
+        """Add verified events (by id) in any order; resolve; report what changed.
+
+        Each event is held in the form every node keeps (:func:`kept_form`), which the
+        verdicts do not depend on.
+        """
         changes = Changes()
         graph = self._graph
         batch = sorted(
             (
-                (event["depth"], event_id, event)
+                (event["depth"], event_id, kept_form(event))
                 for event_id, event in events.items()
                 if event_id not in graph
             ),
@@ -157,7 +172,18 @@ class Room:
             self._append(inserted[0], changes)
         else:
             self._resolve_from(min(node.depth for node in inserted), set(inserted), changes)
+        self._apply_redactions(changes.accepted)
         return changes
+
+    def _apply_redactions(self, accepted: Iterable[str]) -> None:
+        """rooms.md §5 "Redactions": the target of a redaction accepted now, if it takes
+        effect, is held in its redacted form from now on (no verdict changes)."""
+        nodes = self._graph.nodes
+        for event_id in accepted:
+            if nodes[event_id].event["type"] == _REDACTION:
+                target = self.redaction_target(event_id)
+                if target is not None:
+                    nodes[target].event = redact_event(nodes[target].event)
 
     def _append(self, node: Node, changes: Changes) -> None:
         """state.md §8: an event concurrent with nothing is a cut, checked once."""
@@ -266,5 +292,12 @@ class Room:
         return select_auth_events(event, self._index.event_id_at)
 
     def check_new(self, event: JsonObject) -> RejectReason | None:
-        """Would ``event``, created on top of every extremity, be allowed? (before signing)"""
-        return authorize(event, self._index)
+        """Would ``event``, created on top of every extremity, be allowed? (before signing)
+
+        Stricter than :func:`authorize` on content: a node creates no event whose whole
+        content breaks its schema (rooms.md §3) — ``bad_content``, after the state key.
+        """
+        shape = check_shape(event)
+        if shape is None and not content_fits(event):
+            shape = RejectReason.BAD_CONTENT
+        return shape if shape is not None else authorize(event, self._index)

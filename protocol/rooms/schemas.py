@@ -1,7 +1,10 @@
 """Event types of room version 1: their state keys and content schemas (spec/rooms.md §2-3).
 
 Everything here looks at one event alone. ``check_shape`` says whether an event's state key
-and content fit its type; ``register_of`` and ``is_power_event`` classify it for the
+and the content of its redacted form fit its type — the part of the event its signature
+covers, so that a verdict never depends on content a relay may have dropped; ``content_fits``
+says whether the whole content fits, and an event whose content does not is kept in its
+redacted form (rooms.md §3). ``register_of`` and ``is_power_event`` classify an event for the
 resolution (spec/state.md §4-5).
 """
 
@@ -13,7 +16,7 @@ from typing import Any, Final
 
 from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject
 from protocol.errors import RemoteProtocolError
-from protocol.events import MAX_TEXT_BODY_CHARS, MAX_TYPE_LENGTH, EventType
+from protocol.events import KEPT_CONTENT_KEYS, MAX_TEXT_BODY_CHARS, MAX_TYPE_LENGTH, EventType
 from protocol.ids import parse_user_id, validate_event_id
 from protocol.rooms.reasons import RejectReason
 
@@ -25,6 +28,7 @@ __all__ = [
     "TIMELINE_TYPES",
     "Register",
     "check_shape",
+    "content_fits",
     "is_power_event",
     "is_user_id",
     "register_of",
@@ -194,6 +198,25 @@ _CONTENT_CHECKS: Mapping[str, Callable[[JsonObject, str], bool]] = {
 }
 
 
+# rooms.md §5 step 3 reads only what redaction keeps (events.md §4.2). A type whose redacted
+# content is always ``{}`` (name, topic, message, encrypted, extension types) has nothing to
+# check; for the others, redaction keeps every required member, so each check above accepts
+# the redacted form of valid content and applies to it as written.
+_REDACTED_CHECKS: Mapping[str, Callable[[JsonObject, str], bool]] = {
+    event_type: check
+    for event_type, check in _CONTENT_CHECKS.items()
+    if KEPT_CONTENT_KEYS.get(event_type, frozenset()) != frozenset()
+}
+
+
+def _redacted_content(event_type: str, content: Any) -> JsonObject:
+    """``content`` as the redacted form of its event has it (events.md §4.2 steps 2-3)."""
+    if type(content) is not dict:
+        return {}
+    kept = KEPT_CONTENT_KEYS.get(event_type, frozenset())
+    return content if kept is None else {k: v for k, v in content.items() if k in kept}
+
+
 def _state_key_fits(event_type: str, state_key: str | None) -> bool:
     if event_type in TIMELINE_TYPES:
         return state_key is None
@@ -209,18 +232,39 @@ def _state_key_fits(event_type: str, state_key: str | None) -> bool:
 
 
 def check_shape(event: JsonObject) -> RejectReason | None:
-    """rooms.md §5 steps 2-3: ``bad_state_key`` or ``bad_content``, else ``None``."""
+    """rooms.md §5 steps 2-3: ``bad_state_key``, or ``bad_content`` if the content of the
+    event's redacted form breaks its schema, else ``None``.
+
+    An event and its redacted form always get the same answer.
+    """
     event_type = event["type"]
     state_key = event.get("state_key")
     if not _state_key_fits(event_type, state_key):
         return RejectReason.BAD_STATE_KEY
-    content = event["content"]
-    if type(content) is not dict:
-        return RejectReason.BAD_CONTENT
-    check = _CONTENT_CHECKS.get(event_type)
-    if check is not None and not check(content, state_key or ""):
+    check = _REDACTED_CHECKS.get(event_type)
+    if check is None:
+        return None  # the redacted content is {}: nothing the signature covers to check
+    if not check(_redacted_content(event_type, event["content"]), state_key or ""):
         return RejectReason.BAD_CONTENT
     return None
+
+
+def content_fits(event: JsonObject) -> bool:
+    """rooms.md §3: does the event's whole content match its schema?
+
+    ``False`` means every node keeps the event in its redacted form, and a node refuses to
+    create it (``bad_content``). An event whose state key breaks rooms.md §2 is rejected
+    for that whatever its content, and is kept as it is (``True``).
+    """
+    event_type = event["type"]
+    state_key = event.get("state_key")
+    if not _state_key_fits(event_type, state_key):
+        return True
+    content = event["content"]
+    if type(content) is not dict:
+        return False
+    check = _CONTENT_CHECKS.get(event_type)
+    return check is None or check(content, state_key or "")
 
 
 def register_of(event: JsonObject) -> Register | None:

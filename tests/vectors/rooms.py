@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from protocol import JsonObject
-from protocol.rooms import MappingState, authorize
+from protocol import JsonObject, redact_event
+from protocol.rooms import MappingState, authorize, content_fits
 from tests.conformance.kith_adapter import ADAPTER
 from tests.protocol.rooms.builder import RoomBuilder
 from tests.protocol.rooms.simulation import run
@@ -117,7 +117,49 @@ AUTH_CASES: list[tuple[str, list[JsonObject], JsonObject]] = [
     ("extension timeline event", ROOM, _event(U, "org.example.poll", {"anything": [1]})),
     ("extension state event needs state_default", ROOM, _event(U, "org.example.poll", {}, "x")),
     ("encryption without algorithm", ROOM, _event(M, "encryption", {}, "")),
+    (
+        "encryption with a bad rotation period, kept redacted",
+        ROOM,
+        _event(M, "encryption", {"algorithm": "a", "rotation_period_ms": -1}, ""),
+    ),
     ("redaction by a member", ROOM, _event(U, "redaction", {"redacts": "$" + "A" * 43})),
+    (
+        "redaction with a reason too long, kept redacted",
+        ROOM,
+        _event(U, "redaction", {"redacts": "$" + "A" * 43, "reason": "r" * 1025}),
+    ),
+    ("redaction without redacts", ROOM, _event(U, "redaction", {"reason": "r"})),
+    ("a redacted name event", ROOM, _event(M, "name", {}, "")),
+    ("a redacted name event by a user below state_default", ROOM, _event(U, "name", {}, "")),
+    ("name too long, kept redacted", ROOM, _event(M, "name", {"name": "n" * 256}, "")),
+    ("a redacted message", ROOM, _event(U, "message", {})),
+    ("a redacted message by a stranger", ROOM, _event(X, "message", {})),
+    (
+        "encrypted without ciphertext, kept redacted",
+        ROOM,
+        _event(U, "encrypted", {"algorithm": "m"}),
+    ),
+    (
+        "join with a display name too long, kept redacted",
+        PUBLIC,
+        _event(X, "member", {"membership": "join", "displayname": "d" * 300}, X),
+    ),
+    (
+        "join with a display name too long, not invited",
+        ROOM,
+        _event(X, "member", {"membership": "join", "displayname": "d" * 300}, X),
+    ),
+    (
+        "user level with an extra member, kept redacted",
+        ROOM,
+        _event(A, "power_levels", {"level": 10, "note": "x"}, U),
+    ),
+    (
+        "join rule with an extra member, kept redacted",
+        ROOM,
+        _event(A, "join_rules", {"join_rule": "public", "note": "x"}, ""),
+    ),
+    ("thresholds with a user's level", ROOM, _event(A, "power_levels", {"level": 10}, "")),
     (
         "direct room: third member",
         [DIRECT, _member(A, A, "join"), _member(A, U, "invite")],
@@ -133,17 +175,20 @@ AUTH_CASES: list[tuple[str, list[JsonObject], JsonObject]] = [
 
 
 def auth_vectors() -> dict[str, Any]:
-    """Events checked against a state (rooms.md §5)."""
+    """Events checked against a state (rooms.md §5), and whether the whole content fits its
+    schema (rooms.md §3: if not, every node keeps the redacted form, with the same outcome)."""
     cases = []
     for name, state_events, event in AUTH_CASES:
         state = {(e["type"], e["state_key"]): e for e in state_events}
         reason = authorize(event, MappingState(state))
+        assert authorize(redact_event(event), MappingState(state)) == reason
         cases.append(
             {
                 "name": name,
                 "state": state_events,
                 "event": event,
                 "outcome": None if reason is None else reason.value,
+                "content_fits": content_fits(event),
             }
         )
     return {"cases": cases}
@@ -188,6 +233,25 @@ def _scenarios() -> list[tuple[str, RoomBuilder]]:
     b.send(A, "join_rules", {"join_rule": "invite"}, state_key="", parents=[tip])
     b.join(X, parents=[tip])
     scenarios.append(("a join racing a switch to invite-only is rejected", b))
+
+    b = RoomBuilder()
+    b.join(M), b.level(A, M, 50)
+    b.send(M, "name", {"name": "the first name"}, state_key="")
+    name = b.send(M, "name", {"name": "the second name"}, state_key="")
+    said = b.say(M, "hello")
+    b.join(U)
+    for event_id in (name, said):  # as served after a redaction, or by a relay that drops content
+        b.events[event_id] = redact_event(b.events[event_id])
+    scenarios.append(("a redacted name event is accepted and holds the name", b))
+
+    b = RoomBuilder()
+    b.join(M), b.level(A, M, 50)
+    b.send(M, "name", {"name": "n" * 256}, state_key="")
+    b.say(M, "bell \u0007")
+    b.send(U, "member", {"membership": "join", "displayname": "d" * 300}, state_key=U)
+    b.send(U, "member", {"membership": "knock"}, state_key=U)
+    b.say(U, "after")
+    scenarios.append(("events whose content breaks its schema count in redacted form", b))
     return scenarios
 
 

@@ -23,7 +23,8 @@ from protocol import JsonObject
 _TS = 1_767_225_600_000
 
 
-def _key(server: str) -> Any:
+def signing_key(server: str) -> Any:
+    """The signing key of ``server`` in these tests (its key id is `k`)."""
     return protocol.signing_key_from_seed(hashlib.sha256(server.encode()).digest())
 
 
@@ -54,7 +55,7 @@ class RoomBuilder:
             depth=0,
             origin_server_ts=_TS,
         )
-        signed = protocol.sign_event(create, _server(creator), "k", _key(_server(creator)))
+        signed = protocol.sign_event(create, _server(creator), "k", signing_key(_server(creator)))
         self.create_id = protocol.compute_event_id(signed)
         self.room_id = "!" + self.create_id[1:]
         self._add(self.create_id, signed, "create")
@@ -100,7 +101,7 @@ class RoomBuilder:
             origin_server_ts=_TS + len(self.order),
         )
         server = _server(sender)
-        signed = protocol.sign_event(event, server, "k", _key(server))
+        signed = protocol.sign_event(event, server, "k", signing_key(server))
         event_id = protocol.compute_event_id(signed)
         self._add(event_id, signed, label)
         return event_id

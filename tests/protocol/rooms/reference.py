@@ -36,6 +36,7 @@ from tests.protocol.rooms.reference_auth import (
     Register,
     RoomView,
     authorize,
+    kept,
 )
 
 __all__ = [
@@ -254,8 +255,11 @@ class _Resolver:
 def resolve(events: Mapping[str, JsonObject]) -> Resolution:
     """state.md §3-§6: every event's verdict, the room state and the timeline.
 
-    ``events`` maps event ids to events forming a structurally valid graph (asserted).
+    ``events`` maps event ids to events forming a structurally valid graph (asserted). Each
+    is judged in the form every node keeps (rooms.md §3): redacted if its content breaks
+    its schema.
     """
+    events = {event_id: kept(event) for event_id, event in events.items()}
     root = check_graph(events)
     anc = ancestors(events)
     order = canonical_order(events)

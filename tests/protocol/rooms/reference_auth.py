@@ -16,7 +16,7 @@ from protocol import MAX_SAFE_INTEGER, MAX_TEXT_BODY_CHARS, JsonObject, RemotePr
 
 __all__ = [
     "DEFAULT_THRESHOLDS", "POWER_THRESHOLDS", "Register", "RoomView", "authorize",
-    "content_ok", "state_key_ok",
+    "content_ok", "kept", "redacted", "state_key_ok",
 ]  # fmt: skip
 
 Register = tuple[str, str]
@@ -188,6 +188,53 @@ def content_ok(event: JsonObject) -> bool:
     return "." in t  # extension types: any object
 
 
+# --- events.md §4.2 the redacted form, and rooms.md §3 what every node keeps -----------------
+
+_KEPT_CONTENT: Mapping[str, set[str] | None] = {
+    "create": None,  # all of it
+    "member": {"membership"},
+    "power_levels": {
+        "ban",
+        "events",
+        "events_default",
+        "invite",
+        "kick",
+        "level",
+        "redact",
+        "state_default",
+        "users_default",
+    },
+    "join_rules": {"join_rule"},
+    "redaction": {"redacts"},
+    "encryption": {"algorithm"},
+}
+"""events.md §4.2's table; every other type keeps no content."""
+
+_KEPT_TOP_LEVEL = {"type", "room_id", "sender", "state_key", "content", "hashes", "signatures",
+                   "depth", "prev_events", "auth_events", "origin_server_ts"}  # fmt: skip
+
+
+def redacted(event: JsonObject) -> JsonObject:
+    """events.md §4.2: the redacted form of ``event``."""
+    result = {k: v for k, v in event.items() if k in _KEPT_TOP_LEVEL}
+    content = event.get("content")
+    event_type = event.get("type")
+    keys = _KEPT_CONTENT.get(event_type, set()) if isinstance(event_type, str) else set()
+    if not isinstance(content, dict):
+        result["content"] = {}
+    elif keys is not None:
+        result["content"] = {k: v for k, v in content.items() if k in keys}
+    return result
+
+
+def kept(event: JsonObject) -> JsonObject:
+    """rooms.md §3: an event whose state key fits but whose content breaks its schema is
+    kept (and judged) in its redacted form; any other event as it is."""
+    if state_key_ok(event) and not content_ok(event):
+        return redacted(event)
+    return event
+
+
 # --- §4 reading power levels from a state ----------------------------------------------------
 
 
@@ -257,10 +304,15 @@ class RoomView:
 
 
 def authorize(event: JsonObject, state: Mapping[Register, JsonObject]) -> str | None:
-    """rooms.md §5 `auth(E, S)`: None if ``event`` is allowed in ``state``, else the reason."""
+    """rooms.md §5 `auth(E, S)`: None if ``event`` is allowed in ``state``, else the reason.
+
+    Judged on the redacted form: "everything the authorization check reads survives
+    redaction" (rooms.md §5, "Redactions").
+    """
+    event = redacted(event)
     sender = event["sender"]
     content = event["content"]
-    # Step 1. Create.
+    # Step 1. Create. (Redaction keeps a create event's whole content.)
     if event["type"] == "create":
         if not state_key_ok(event):
             return "bad_state_key"
@@ -271,10 +323,10 @@ def authorize(event: JsonObject, state: Mapping[Register, JsonObject]) -> str | 
         if content["room_version"] != "1":
             return "unsupported_room_version"
         return None
-    # Steps 2 and 3.
+    # Steps 2 and 3: the content of the redacted form; nothing to check when it is {}.
     if not state_key_ok(event):
         return "bad_state_key"
-    if not content_ok(event):
+    if event["type"] in _KEPT_CONTENT and not content_ok(event):
         return "bad_content"
     view = RoomView(state)
     # Step 4. Membership events.

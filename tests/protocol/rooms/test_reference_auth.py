@@ -1,5 +1,9 @@
 """The reference `authorize` against rooms.md §3-§5, one table row per rule.
 
+Content rows also say whether the whole content fits its schema (rooms.md §3): step 3 checks
+only the content of the redacted form, and an event whose whole content breaks its schema is
+kept — and judged — in its redacted form, with the same verdict.
+
 Every reason code of rooms.md §7 appears at least once, and so does every allowed path:
 each membership transition, the power checks, and the edges of the content schemas. Events
 here are bare dicts (``authorize`` reads only `type`, `sender`, `state_key` and `content`);
@@ -13,9 +17,16 @@ from typing import Any
 import pytest
 
 from protocol import MAX_SAFE_INTEGER, JsonObject
-from protocol.rooms import MappingState
+from protocol.rooms import MappingState, content_fits, kept_form
 from protocol.rooms import authorize as engine_authorize
 from tests.protocol.rooms.reference import Register, authorize
+from tests.protocol.rooms.reference_auth import content_ok, kept, redacted, state_key_ok
+
+
+def reference_fits(event: JsonObject) -> bool:
+    """rooms.md §3 read literally: the content fits, or the state key does not (then the
+    state key decides, and the event is kept as it is)."""
+    return not state_key_ok(event) or content_ok(event)
 
 
 def _engine(event: JsonObject, state: dict[Register, JsonObject]) -> str | None:
@@ -105,6 +116,9 @@ INVITE_ONLY = room(join_rule="invite")
 NO_JOIN_RULE = room(join_rule=None)
 
 Case = tuple[str, dict[Register, JsonObject], JsonObject, str | None]
+ContentCase = tuple[str, dict[Register, JsonObject], JsonObject, str | None, bool]
+"""A :data:`Case` and whether the whole content fits its schema (rooms.md §3): when it does
+not, the outcome is that of the redacted form, which every node keeps."""
 
 CREATE: list[Case] = [
     ("create ok", {}, create(), None),
@@ -164,77 +178,93 @@ STATE_KEYS: list[Case] = [
     ),
     ("state key checked before content", PUBLIC, {**msg(U, 5), "state_key": "k"}, "bad_state_key"),
     ("extension timeline event", PUBLIC, ev("org.example.poll", U, {"any": [1]}), None),
-    (
-        "extension content not an object",
-        PUBLIC,
-        ev("org.example.pin", M, "x", "anything"),
-        "bad_content",
-    ),
+    ("extension content not an object", PUBLIC, ev("org.example.pin", M, "x", "anything"), None),
     ("extension state event", PUBLIC, ev("org.example.pin", M, {}, "anything"), None),
 ]
 
 BODY_MAX = "a" * 100_000
-CONTENT: list[Case] = [
-    ("body of 100,000 characters", PUBLIC, msg(U, BODY_MAX), None),
-    ("body of 100,000 four-byte characters", PUBLIC, msg(U, "😀" * 100_000), None),
-    ("body of 100,001 characters", PUBLIC, msg(U, BODY_MAX + "a"), "bad_content"),
-    ("body with NUL", PUBLIC, msg(U, "a\x00b"), "bad_content"),
-    ("body with carriage return", PUBLIC, msg(U, "a\r\nb"), None),
-    ("body with U+001F", PUBLIC, msg(U, "\x1f"), "bad_content"),
-    ("body with tab and line feed", PUBLIC, msg(U, "a\tb\nc"), None),
-    ("body with DEL and C1 controls", PUBLIC, msg(U, "\x7f\x85"), None),
-    ("empty body", PUBLIC, msg(U, ""), None),
-    ("body not a string", PUBLIC, msg(U, 1), "bad_content"),
-    ("message without body", PUBLIC, ev("message", U, {"msgtype": "text"}), "bad_content"),
-    ("msgtype empty", PUBLIC, msg(U, msgtype=""), "bad_content"),
-    ("msgtype 64 characters", PUBLIC, msg(U, msgtype="m" * 64), None),
-    ("msgtype 65 characters", PUBLIC, msg(U, msgtype="m" * 65), "bad_content"),
-    ("message with other members", PUBLIC, msg(U, reply_to=EVENT_ID), None),
-    ("member unknown key", PUBLIC, member(U, U, "join", avatar="x"), "bad_content"),
-    ("member unknown membership", PUBLIC, member(U, U, "knock"), "bad_content"),
-    ("member membership not a string", PUBLIC, member(U, U, ["join"]), "bad_content"),
-    ("member content not an object", PUBLIC, ev("member", U, [], U), "bad_content"),
+CONTENT: list[ContentCase] = [
+    ("body of 100,000 characters", PUBLIC, msg(U, BODY_MAX), None, True),
+    ("body of 100,000 four-byte characters", PUBLIC, msg(U, "😀" * 100_000), None, True),
+    ("body of 100,001 characters", PUBLIC, msg(U, BODY_MAX + "a"), None, False),
+    ("body with NUL", PUBLIC, msg(U, "a\x00b"), None, False),
+    ("body with carriage return", PUBLIC, msg(U, "a\r\nb"), None, True),
+    ("body with U+001F", PUBLIC, msg(U, "\x1f"), None, False),
+    ("body with tab and line feed", PUBLIC, msg(U, "a\tb\nc"), None, True),
+    ("body with DEL and C1 controls", PUBLIC, msg(U, "\x7f\x85"), None, True),
+    ("empty body", PUBLIC, msg(U, ""), None, True),
+    ("body not a string", PUBLIC, msg(U, 1), None, False),
+    ("message without body", PUBLIC, ev("message", U, {"msgtype": "text"}), None, False),
+    ("msgtype empty", PUBLIC, msg(U, msgtype=""), None, False),
+    ("msgtype 64 characters", PUBLIC, msg(U, msgtype="m" * 64), None, True),
+    ("msgtype 65 characters", PUBLIC, msg(U, msgtype="m" * 65), None, False),
+    ("message with other members", PUBLIC, msg(U, reply_to=EVENT_ID), None, True),
+    ("member unknown key", PUBLIC, member(U, U, "join", avatar="x"), None, False),
+    ("member unknown membership", PUBLIC, member(U, U, "knock"), "bad_content", False),
+    ("member membership not a string", PUBLIC, member(U, U, ["join"]), "bad_content", False),
+    ("member content not an object", PUBLIC, ev("member", U, [], U), "bad_content", False),
     (
         "join rule not a string",
         PUBLIC,
         ev("join_rules", A, {"join_rule": ["x"]}, ""),
         "bad_content",
+        False,
     ),
-    ("member displayname 255", PUBLIC, member(U, U, "join", displayname="d" * 255), None),
-    ("member displayname 256", PUBLIC, member(U, U, "join", displayname="d" * 256), "bad_content"),
-    ("member reason 1024", PUBLIC, member(U, U, "leave", reason="r" * 1024), None),
-    ("member reason 1025", PUBLIC, member(U, U, "leave", reason="r" * 1025), "bad_content"),
-    ("thresholds unknown key", PUBLIC, thresholds(A, users=1), "bad_content"),
-    ("threshold negative", PUBLIC, thresholds(A, ban=-1), "bad_content"),
-    ("threshold boolean", PUBLIC, thresholds(A, ban=True), "bad_content"),
-    ("threshold 2^53", PUBLIC, thresholds(A, ban=MAX_SAFE_INTEGER + 1), "bad_content"),
-    ("threshold 2^53-1", PUBLIC, thresholds(A, ban=MAX_SAFE_INTEGER), None),
-    ("events 100 entries", PUBLIC, thresholds(A, events={f"x.{n}": 1 for n in range(100)}), None),
+    ("member displayname 255", PUBLIC, member(U, U, "join", displayname="d" * 255), None, True),
+    ("member displayname 256", PUBLIC, member(U, U, "join", displayname="d" * 256), None, False),
+    ("member reason 1024", PUBLIC, member(U, U, "leave", reason="r" * 1024), None, True),
+    ("member reason 1025", PUBLIC, member(U, U, "leave", reason="r" * 1025), None, False),
+    ("thresholds unknown key", PUBLIC, thresholds(A, users=1), None, False),
+    ("threshold negative", PUBLIC, thresholds(A, ban=-1), "bad_content", False),
+    ("threshold boolean", PUBLIC, thresholds(A, ban=True), "bad_content", False),
+    ("threshold 2^53", PUBLIC, thresholds(A, ban=MAX_SAFE_INTEGER + 1), "bad_content", False),
+    ("threshold 2^53-1", PUBLIC, thresholds(A, ban=MAX_SAFE_INTEGER), None, True),
+    (
+        "events 100 entries",
+        PUBLIC,
+        thresholds(A, events={f"x.{n}": 1 for n in range(100)}),
+        None,
+        True,
+    ),
     (
         "events 101 entries",
         PUBLIC,
         thresholds(A, events={f"x.{n}": 1 for n in range(101)}),
         "bad_content",
+        False,
     ),
-    ("events not an object", PUBLIC, thresholds(A, events=[]), "bad_content"),
-    ("events level a string", PUBLIC, thresholds(A, events={"topic": "50"}), "bad_content"),
-    ("events key not an event type", PUBLIC, thresholds(A, events={"nodot": 1}), "bad_content"),
-    ("user level missing", PUBLIC, ev("power_levels", A, {}, U), "bad_content"),
-    ("user level extra key", PUBLIC, ev("power_levels", A, {"level": 1, "x": 1}, U), "bad_content"),
-    ("user level a string", PUBLIC, level(A, U, "10"), "bad_content"),
-    ("join_rules knock", PUBLIC, ev("join_rules", A, {"join_rule": "knock"}, ""), "bad_content"),
+    ("events not an object", PUBLIC, thresholds(A, events=[]), "bad_content", False),
+    ("events level a string", PUBLIC, thresholds(A, events={"topic": "50"}), "bad_content", False),
+    (
+        "events key not an event type",
+        PUBLIC,
+        thresholds(A, events={"nodot": 1}),
+        "bad_content",
+        False,
+    ),
+    ("user level missing", PUBLIC, ev("power_levels", A, {}, U), "bad_content", False),
+    ("user level extra key", PUBLIC, ev("power_levels", A, {"level": 1, "x": 1}, U), None, False),
+    ("user level a string", PUBLIC, level(A, U, "10"), "bad_content", False),
+    (
+        "join_rules knock",
+        PUBLIC,
+        ev("join_rules", A, {"join_rule": "knock"}, ""),
+        "bad_content",
+        False,
+    ),
     (
         "join_rules extra key",
         PUBLIC,
         ev("join_rules", A, {"join_rule": "invite", "x": 1}, ""),
-        "bad_content",
+        None,
+        False,
     ),
-    ("name 255", PUBLIC, ev("name", M, {"name": "n" * 255}, ""), None),
-    ("name 256", PUBLIC, ev("name", M, {"name": "n" * 256}, ""), "bad_content"),
-    ("name missing", PUBLIC, ev("name", M, {}, ""), "bad_content"),
-    ("topic 4096", PUBLIC, ev("topic", M, {"topic": "t" * 4096}, ""), None),
-    ("topic 4097", PUBLIC, ev("topic", M, {"topic": "t" * 4097}, ""), "bad_content"),
-    ("topic extra key", PUBLIC, ev("topic", M, {"topic": "t", "x": 1}, ""), "bad_content"),
+    ("name 255", PUBLIC, ev("name", M, {"name": "n" * 255}, ""), None, True),
+    ("name 256", PUBLIC, ev("name", M, {"name": "n" * 256}, ""), None, False),
+    ("name missing", PUBLIC, ev("name", M, {}, ""), None, False),
+    ("topic 4096", PUBLIC, ev("topic", M, {"topic": "t" * 4096}, ""), None, True),
+    ("topic 4097", PUBLIC, ev("topic", M, {"topic": "t" * 4097}, ""), None, False),
+    ("topic extra key", PUBLIC, ev("topic", M, {"topic": "t", "x": 1}, ""), None, False),
     (
         "encryption full",
         PUBLIC,
@@ -245,58 +275,111 @@ CONTENT: list[Case] = [
             "",
         ),
         None,
+        True,
     ),
     (
         "encryption empty algorithm",
         PUBLIC,
         ev("encryption", M, {"algorithm": ""}, ""),
         "bad_content",
+        False,
     ),
     (
         "encryption algorithm 256",
         PUBLIC,
         ev("encryption", M, {"algorithm": "a" * 256}, ""),
         "bad_content",
+        False,
     ),
     (
         "encryption negative period",
         PUBLIC,
         ev("encryption", M, {"algorithm": "a", "rotation_period_ms": -1}, ""),
-        "bad_content",
+        None,
+        False,
     ),
     (
         "encryption extra key",
         PUBLIC,
         ev("encryption", M, {"algorithm": "a", "x": 1}, ""),
-        "bad_content",
+        None,
+        False,
     ),
     (
         "redaction ok, other members",
         PUBLIC,
         ev("redaction", U, {"redacts": EVENT_ID, "x": 1}),
         None,
+        True,
     ),
-    ("redaction of a non-event-id", PUBLIC, ev("redaction", U, {"redacts": "$abc"}), "bad_content"),
+    (
+        "redaction of a non-event-id",
+        PUBLIC,
+        ev("redaction", U, {"redacts": "$abc"}),
+        "bad_content",
+        False,
+    ),
     (
         "redaction reason 1025",
         PUBLIC,
         ev("redaction", U, {"redacts": EVENT_ID, "reason": "r" * 1025}),
-        "bad_content",
+        None,
+        False,
     ),
     (
         "encrypted ok",
         PUBLIC,
         ev("encrypted", U, {"algorithm": "m", "ciphertext": "", "x": 1}),
         None,
+        True,
     ),
-    ("encrypted without ciphertext", PUBLIC, ev("encrypted", U, {"algorithm": "m"}), "bad_content"),
+    ("encrypted without ciphertext", PUBLIC, ev("encrypted", U, {"algorithm": "m"}), None, False),
     (
         "encrypted empty algorithm",
         PUBLIC,
         ev("encrypted", U, {"algorithm": "", "ciphertext": "c"}),
-        "bad_content",
+        None,
+        False,
     ),
-    ("content checked before membership", PUBLIC, msg(Z, 5), "bad_content"),
+    ("content checked before membership", PUBLIC, member(Z, Z, "knock"), "bad_content", False),
+    ("only the redacted content before membership", PUBLIC, msg(Z, 5), "not_joined", False),
+    ("message content not an object", PUBLIC, ev("message", U, "hi"), None, False),
+    (
+        "member displayname 300, joined",
+        PUBLIC,
+        member(U, U, "join", displayname="d" * 300),
+        None,
+        False,
+    ),
+    (
+        "member displayname 300, stranger",
+        INVITE_ONLY,
+        member(Z, Z, "join", displayname="d" * 300),
+        "not_invited",
+        False,
+    ),
+    (
+        "user level extra key above own",
+        PUBLIC,
+        ev("power_levels", M, {"level": 51, "x": 1}, U),
+        "level_above_own",
+        False,
+    ),
+    (
+        "thresholds with a level",
+        PUBLIC,
+        ev("power_levels", A, {"level": 1}, ""),
+        "bad_content",
+        False,
+    ),
+    (
+        "user level with a threshold",
+        PUBLIC,
+        ev("power_levels", A, {"level": 1, "ban": 1}, U),
+        "bad_content",
+        False,
+    ),
+    ("create content is all kept", {}, create(extra=1), "bad_content", False),
 ]
 
 MEMBERSHIP: list[Case] = [
@@ -512,6 +595,11 @@ def _cases(*tables: list[Case]) -> list[Any]:
     return [pytest.param(s, e, want, id=name) for table in tables for name, s, e, want in table]
 
 
+AUTH_CONTENT: list[Case] = [(name, s, e, want) for name, s, e, want, _ in CONTENT]
+FITTERS = {"reference": reference_fits, "engine": content_fits}
+KEEPERS = {"reference": kept, "engine": kept_form}
+
+
 @pytest.mark.parametrize("checker", sorted(AUTHORIZERS))
 @pytest.mark.parametrize(("state_", "event", "expected"), _cases(CREATE))
 def test_create_event(
@@ -522,12 +610,41 @@ def test_create_event(
 
 
 @pytest.mark.parametrize("checker", sorted(AUTHORIZERS))
-@pytest.mark.parametrize(("state_", "event", "expected"), _cases(STATE_KEYS, CONTENT))
+@pytest.mark.parametrize(("state_", "event", "expected"), _cases(STATE_KEYS, AUTH_CONTENT))
 def test_state_key_and_content_schema(
     checker: str, state_: dict[Register, JsonObject], event: JsonObject, expected: str | None
 ) -> None:
-    """rooms.md §5 steps 2-3 with the tables of §2 and §3."""
+    """rooms.md §5 steps 2-3 with the tables of §2 and §3: the content of the redacted form."""
     assert AUTHORIZERS[checker](event, state_) == expected
+
+
+@pytest.mark.parametrize("checker", sorted(FITTERS))
+@pytest.mark.parametrize(
+    ("event", "fits"), [pytest.param(e, fits, id=name) for name, _, e, _, fits in CONTENT]
+)
+def test_whole_content_schema(checker: str, event: JsonObject, fits: bool) -> None:
+    """rooms.md §3: whether the whole content fits, which decides the form nodes keep."""
+    assert FITTERS[checker](event) is fits
+
+
+@pytest.mark.parametrize("checker", sorted(KEEPERS))
+@pytest.mark.parametrize(
+    ("state_", "event", "expected", "fits"),
+    [pytest.param(s, e, want, fits, id=name) for name, s, e, want, fits in CONTENT],
+)
+def test_the_form_every_node_keeps_gets_the_same_verdict(
+    checker: str,
+    state_: dict[Register, JsonObject],
+    event: JsonObject,
+    expected: str | None,
+    fits: bool,
+) -> None:
+    """rooms.md §3: an event whose content breaks its schema is kept redacted, and judged
+    the same as the event received whole; both implementations keep the same form."""
+    form = KEEPERS[checker](event)
+    assert form == (event if fits else redacted(event))
+    assert form == KEEPERS["engine" if checker == "reference" else "reference"](event)
+    assert AUTHORIZERS[checker](form, state_) == expected
 
 
 @pytest.mark.parametrize("checker", sorted(AUTHORIZERS))
@@ -557,7 +674,9 @@ def test_every_reason_code_of_rooms_md_is_exercised() -> None:
         "level_above_own", "creator_immutable", "direct_room", "room_full",
     }  # fmt: skip
     seen = {
-        want for table in (CREATE, STATE_KEYS, CONTENT, MEMBERSHIP, ACTING) for *_, want in table
+        want
+        for table in (CREATE, STATE_KEYS, AUTH_CONTENT, MEMBERSHIP, ACTING)
+        for *_, want in table
     }
     assert codes <= seen
 
