@@ -58,7 +58,7 @@ class EphemeralRelay:
         presence.on_local_change.append(self._presence_changed)
         typing.on_local_change.append(self._typing_changed)
         receipts.on_local_change.append(self._receipt_moved)
-        rooms.on_joined.append(self._member_joined)
+        rooms.on_joined.append(self._members_joined)
         self._down_since: dict[str, float] = {}
         self._down_changed = trio.Event()
 
@@ -86,33 +86,42 @@ class EphemeralRelay:
         edu = {"type": "receipt", "content": content}
         self._outbox.queue_edu(self._servers_of_room(room_id), edu)
 
-    def _member_joined(self, room_id: str, user_id: str) -> None:
+    def _members_joined(self, joined: list[tuple[str, str]]) -> None:
         """§8.1: new contacts across servers learn each other's presence. A local user's
         goes to the room's other servers; a remote user's server gets the presence of the
-        room's local users. Only what differs from the default (offline, no status)."""
-        room = self._rooms.rooms.get(room_id)
-        if room is None:
-            return
-        if self._rooms.is_local(user_id):
-            local, servers = [user_id], sorted(self._rooms.members(room).servers_joined)
-        else:
-            joined = self._rooms.members(room).joined
-            local = sorted(u for u in joined if self._rooms.is_local(u))
-            servers = [parse_user_id(user_id).server_name]
-        for local_user in local:
-            described = self._presence.describe(local_user)
-            if described["presence"] == "online" or "status_msg" in described:
-                self._outbox.queue_edu(servers, _presence_edu(described))
+        room's local users. Only what differs from the default (offline, no status), and
+        once per room and server however many joined in one commit (a room fetched whole
+        brings all its members at once)."""
+        local_joins: dict[str, set[str]] = {}
+        remote_servers: dict[str, set[str]] = {}
+        for room_id, user_id in joined:
+            server = parse_user_id(user_id).server_name
+            if server == self._rooms.server_name:
+                local_joins.setdefault(room_id, set()).add(user_id)
+            else:
+                remote_servers.setdefault(room_id, set()).add(server)
+        for room_id, users in local_joins.items():
+            servers = sorted(self._servers_of_room(room_id))
+            for user_id in sorted(users):
+                self._send_presence(user_id, servers)
+        for room_id, servers_of_joiners in remote_servers.items():
+            for user_id in self._rooms.local_joined(room_id):
+                self._send_presence(user_id, sorted(servers_of_joiners))
+
+    def _send_presence(self, user_id: str, servers: list[str]) -> None:
+        """Queue the user's presence for ``servers`` unless it is the default."""
+        described = self._presence.describe(user_id)
+        if servers and (described["presence"] == "online" or "status_msg" in described):
+            self._outbox.queue_edu(servers, _presence_edu(described))
 
     def link_up(self, peer: str) -> None:
         """A link to ``peer`` authenticated: send it the presence of the local users it
         shares a room with (online or not, so a stale "online" there is corrected)."""
         self.link_back(peer)
         users: set[str] = set()
-        for room in self._rooms.rooms.values():
-            members = self._rooms.members(room)
-            if peer in members.servers_joined:
-                users.update(u for u in members.joined if self._rooms.is_local(u))
+        for room_id, room in self._rooms.rooms.items():
+            if peer in self._rooms.members(room).servers_joined:
+                users.update(self._rooms.local_joined(room_id))
         for user_id in sorted(users):
             self._outbox.queue_edu([peer], _presence_edu(self._presence.describe(user_id)))
 

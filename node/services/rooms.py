@@ -138,8 +138,8 @@ class RoomService:
         """Per room, who is in it; computed again after a member event changes its state."""
         self.on_outbox: Callable[[set[str]], None] = lambda destinations: None
         """Told, after a commit, which destinations have new events queued (federation)."""
-        self.on_joined: list[Callable[[str, str], None]] = []
-        """Told ``(room, user)`` after a commit made a user of any server joined."""
+        self.on_joined: list[Callable[[list[tuple[str, str]]], None]] = []
+        """Told ``[(room, user), ...]`` after a commit made users of any server joined."""
 
     # --- start --------------------------------------------------------------------------
 
@@ -420,6 +420,10 @@ class RoomService:
             members = self._members[room.room_id] = _Members.of(room, self.server_name)
         return members
 
+    def local_joined(self, room_id: str) -> list[str]:
+        """This node's users joined to the room now."""
+        return self._memberships.joined(room_id)
+
     def rooms_joined_by(self, user_id: str) -> list[str]:
         """The rooms ``user_id`` (of any server) is joined to now."""
         if self.is_local(user_id):
@@ -576,8 +580,8 @@ class RoomService:
             self._stream.publish(staged.items, staged.last_position)
             if staged.outbox_rows:
                 self.on_outbox({row[0] for row in staged.outbox_rows})
-            for room_id, user_id in staged.joined:
+            if staged.joined:
                 for listener in self.on_joined:
-                    listener(room_id, user_id)
+                    listener(staged.joined)
 
         await self._db.write(job, on_commit=committed)
