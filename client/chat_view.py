@@ -183,9 +183,11 @@ class ChatView:
         if event.type == "create":
             entry = self.rooms.setdefault(room_id, RoomEntry(room_id))
             entry.direct = event.content.get("direct") is True
-        elif event.type == "name" and isinstance(event.content.get("name"), str):
+        elif event.type == "name":
+            # A name event without a name (redacted, rooms.md §3) leaves the room unnamed.
             entry = self.rooms.setdefault(room_id, RoomEntry(room_id))
-            entry.name = event.content["name"]
+            name = event.content.get("name")
+            entry.name = name if isinstance(name, str) and name else None
         elif event.membership is not None and event.state_key == self.user_id:
             entry = self.rooms.setdefault(room_id, RoomEntry(room_id))
             entry.membership = event.membership
@@ -255,7 +257,10 @@ class ChatView:
             verb = _MEMBERSHIP_VERBS.get(membership, membership)
             return f"{time} * {target} {verb}"
         if event.type == "name":
-            return f'{time} * {who} named the room "{event.content.get("name", "")}"'
+            name = event.content.get("name")
+            if not isinstance(name, str) or not name:
+                return f"{time} * {who} removed the room's name"
+            return f'{time} * {who} named the room "{name}"'
         if event.type == "topic":
             return f"{time} * {who} set the topic: {event.content.get('topic', '')}"
         if event.type == "redaction":

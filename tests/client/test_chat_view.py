@@ -98,6 +98,7 @@ def test_membership_and_state_changes_read_as_sentences() -> None:
         view.describe(_event("member", sender=ME, state_key=BOB, membership="ban")),
         view.describe(_event("member", sender=ME, state_key=BOB, membership="invite")),
         view.describe(_event("name", state_key="", name="New name")),
+        view.describe(_event("name", state_key="")),  # redacted: no name left
         view.describe(_event("topic", state_key="", topic="Plans")),
         view.describe(_event("redaction", redacts="$x")),
         view.describe(_event("encrypted", algorithm="m", ciphertext="...")),
@@ -111,6 +112,7 @@ def test_membership_and_state_changes_read_as_sentences() -> None:
         "12:00 * alice banned bob",
         "12:00 * alice invited bob",
         '12:00 * bob named the room "New name"',
+        "12:00 * bob removed the room's name",
         "12:00 * bob set the topic: Plans",
         "12:00 * bob deleted a message",
         "12:00 bob: [encrypted message]",
@@ -224,3 +226,12 @@ def test_an_invitation_to_an_unknown_room_asks_for_the_room_list() -> None:
     assert view.on_update(invite) == ["12:00 * bob invited you to secret plans — /join 2"]
     others = client.EventItem(6, _event("member", state_key=BOB, membership="invite"))
     assert not view.needs_room_list(others)
+
+
+def test_a_name_event_without_a_name_leaves_the_room_unnamed() -> None:
+    view = _view()
+    _live(view, _event("name", state_key="", name="renamed"))
+    assert view.resolve_room("renamed") == ROOM
+    _live(view, _event("name", state_key=""), position=2)  # kept redacted (rooms.md §3)
+    assert view.rooms[ROOM].name is None
+    assert view.resolve_room("renamed") is None
