@@ -84,6 +84,11 @@ class PeerAddress:
         return f"{'wss' if self.tls else 'ws'}://{host}:{self.port}{FEDERATION_PATH}"
 
 
+CLOSE_WAIT_S = 0.25
+"""How long closing a dialed link waits for the peer's close frame: a live peer answers at
+once, and the reader that would read the answer of a node that is stopping is gone."""
+
+
 class _ClientChannel:
     """A link this node opened: trio-websocket's connection as a :class:`Channel`."""
 
@@ -105,7 +110,7 @@ class _ClientChannel:
             raise trio.BrokenResourceError("the link is closed") from exc
 
     async def close(self, code: int, reason: str) -> None:
-        with trio.move_on_after(2):
+        with trio.move_on_after(CLOSE_WAIT_S):
             await self._ws.aclose(code, reason)
 
 
@@ -125,10 +130,6 @@ async def _open_stream(
         await trio.aclose_forcefully(tls)
         raise
     return tls
-
-
-CLOSE_WAIT_S = 0.25
-"""How long closing a dialed link waits for the peer's close frame."""
 
 
 @asynccontextmanager

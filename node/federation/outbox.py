@@ -145,9 +145,10 @@ class Outbox:
                     why=str(exc)[:200],
                 )
                 with trio.move_on_after(delay):
-                    if isinstance(exc, LinkError):
+                    if isinstance(exc, (LinkError, LinkClosedError)):
+                        # §3.3: a link that is (or comes) up is used at once.
                         await self._links.wait_for_link(destination)
-                    else:
+                    else:  # the peer answered with an error or not in time: wait
                         await trio.sleep_forever()
                 continue
             failures = 0
