@@ -1,8 +1,10 @@
 """Federation between two nodes (the federation issue's targets), as JSON rows.
 
 Targets on the reference 2-core machine:
-(1) throughput: events that clients create on node a, in a room shared with a user of node b,
-    reach b at >= 3,000 events/s (from the first send until b stored them all);
+(1) throughput: in a 20-member room split across the nodes (10 users on each), every
+    member sends; >= 3,000 events/s cross the link (from the first send until each node
+    holds every event of the other's). A second row sends from a only (8 senders on a, one
+    member on b), to show one direction alone;
 (2) catch-up: b is down while a creates 10,000 events in the shared room; b holds all of
     them <= 5 s after it restarts (counted from starting its process);
 (3) remote join: a user of b joins a room of a with 1,000 members and 10,000 events, with
@@ -19,7 +21,7 @@ one (the clients) spent in the measured window: one near ``seconds`` is the proc
 the limit (a node is one Python thread's worth of work; the machine has two cores).
 
 Run: ``python -m bench.federation``, or name scenarios:
-``python -m bench.federation throughput catch_up remote_join``.
+``python -m bench.federation throughput throughput_one_way catch_up remote_join``.
 """
 
 from __future__ import annotations
@@ -89,13 +91,13 @@ async def _shared_room(
     return room_id, senders
 
 
-async def _send(links: list[Link], room_id: str, events: int) -> None:
+async def _send(links: list[Link], room_id: str, events: int, label: str = "") -> None:
     """``events`` messages, sent by the links together, each as soon as its last is accepted."""
 
     async def send(link: Link, index: int) -> None:
         for number in range(index, events, len(links)):
-            content: JsonObject = {"msgtype": "text", "body": f"message {number}"}
-            params = {"room_id": room_id, "txn_id": f"t{number}", "content": content}
+            content: JsonObject = {"msgtype": "text", "body": f"message {label}{number}"}
+            params = {"room_id": room_id, "txn_id": f"t{label}{number}", "content": content}
             await link.request("send", params)
 
     async with trio.open_nursery() as nursery:
@@ -103,8 +105,64 @@ async def _send(links: list[Link], room_id: str, events: int) -> None:
             nursery.start_soon(send, link, index)
 
 
+SPLIT_MEMBERS = 10
+"""Members on each node in the split room of (1)."""
+
+
+async def _split_room(
+    stack: contextlib.AsyncExitStack, a: NodeProcess, b: NodeProcess
+) -> tuple[str, list[Link], list[Link]]:
+    """A public room of a with :data:`SPLIT_MEMBERS` users of each node joined; both
+    nodes' members, once both nodes hold the same events and have nothing left to send."""
+    on_a = [await stack.enter_async_context(_user(a, f"a{i}")) for i in range(SPLIT_MEMBERS)]
+    on_b = [await stack.enter_async_context(_user(b, f"b{i}")) for i in range(SPLIT_MEMBERS)]
+    room_id: str = (await on_a[0].request("create_room", {"public": True}))["room_id"]
+    for link in on_a[1:]:
+        await link.request("join", {"room_id": room_id})
+    for link in on_b:
+        await link.request("join", {"room_id": room_id, "via": [a.name]})
+    if not await _until(_settled(a, b, room_id)):
+        raise RuntimeError("the room's members did not reach both nodes")
+    return room_id, on_a, on_b
+
+
 async def throughput(a: NodeProcess, b: NodeProcess, *, events: int = 10_000) -> None:
-    """(1): ``SENDERS`` clients of a send ``events`` messages as fast as a accepts them."""
+    """(1): the 20 members of a room split across a and b send ``events`` messages in all,
+    as fast as their nodes accept them; done when both nodes hold all of them."""
+    await a.start()
+    await b.start()
+    async with contextlib.AsyncExitStack() as stack:
+        room_id, on_a, on_b = await _split_room(stack, a, b)
+        before = a.stored(room_id)
+        window = Window(a, b)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_send, on_a, room_id, events // 2, "a")
+            nursery.start_soon(_send, on_b, room_id, events - events // 2, "b")
+        accepted = window.elapsed()
+        complete = await _until(
+            lambda: a.stored(room_id) - before >= events and b.stored(room_id) - before >= events
+        )
+        window.close()
+        held = min(a.stored(room_id), b.stored(room_id)) - before
+    emit(
+        {
+            "bench": "federation_throughput",
+            "room_members": 2 * SPLIT_MEMBERS,
+            "events": events,
+            "complete": complete,
+            "held_by_both": held,
+            "seconds": round(window.seconds, 3),
+            "events_per_s": round(held / window.seconds),
+            "accept_seconds": round(accepted, 3),
+            **window.cpu,
+            "target_events_per_s": 3000,
+            "met": complete and held / window.seconds >= 3000,
+        }
+    )
+
+
+async def throughput_one_way(a: NodeProcess, b: NodeProcess, *, events: int = 10_000) -> None:
+    """``SENDERS`` clients of a send ``events`` messages as fast as a accepts them."""
     await a.start()
     await b.start()
     async with contextlib.AsyncExitStack() as stack:
@@ -118,7 +176,7 @@ async def throughput(a: NodeProcess, b: NodeProcess, *, events: int = 10_000) ->
         received = b.stored(room_id) - before
     emit(
         {
-            "bench": "federation_throughput",
+            "bench": "federation_throughput_one_way",
             "events": events,
             "senders": SENDERS,
             "complete": complete,
@@ -254,6 +312,7 @@ def _run(scenario: Scenario) -> None:
 
 SCENARIOS: dict[str, Scenario] = {
     "throughput": throughput,
+    "throughput_one_way": throughput_one_way,
     "catch_up": catch_up,
     "remote_join": remote_join,
 }
