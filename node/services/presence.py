@@ -25,7 +25,11 @@ from node.services.rooms import RoomService
 from node.session import Session
 from protocol import JsonObject, Notice, encode_frame, parse_user_id
 
-__all__ = ["Presence"]
+__all__ = ["MAX_REMOTE_USERS", "Presence"]
+
+MAX_REMOTE_USERS = 100_000
+"""Users of other servers whose presence is kept: enough for large rooms, bounded for
+servers that send presence of users nobody here shares a room with."""
 
 
 @dataclass
@@ -55,6 +59,7 @@ class Presence:
         self._timeout = timeout_s
         self._clock_ms = clock_ms
         self._users: dict[str, _UserPresence] = {}
+        self._remote_count = 0
         self._changed = trio.Event()
         hub.on_user_disconnected.append(self._last_session_gone)
         self.on_local_change: list[Callable[[JsonObject], None]] = []
@@ -136,20 +141,52 @@ class Presence:
     def apply_remote(
         self, user_id: str, online: bool, last_active_ts: int, status: str | None
     ) -> bool:
-        """federation.md §8: the presence of a user of another server, from their node.
+        """federation.md §8.1: the presence of a user of another server, from their node.
 
-        Kept only for users who share a room with a local user (False otherwise); told to
-        the local contacts when it changes anything.
+        Kept even before this node knows the user shares a room with a local one — the
+        presence may arrive before the join event — up to :data:`MAX_REMOTE_USERS` users;
+        told to the local contacts when it changes anything. False if not kept.
         """
-        if not any(self._rooms.is_local(c) for c in self.contacts(user_id)):
-            return False
-        user = self._users.setdefault(user_id, _UserPresence(remote=True))
+        user = self._users.get(user_id)
+        if user is None:
+            if self._remote_count >= MAX_REMOTE_USERS:
+                return False
+            user = self._users[user_id] = _UserPresence(remote=True)
+            self._remote_count += 1
         changed = (user.online, user.status_msg) != (online, status)
         user.online, user.status_msg = online, status
         user.last_active_ts = max(user.last_active_ts, last_active_ts)
         if changed:
             self._announce(user_id, user)
         return True
+
+    def members_joined(self, joined: list[tuple[str, str]]) -> None:
+        """Users (of any server) joined rooms: they and the rooms' other members are new
+        contacts, so each side's connected devices learn the other's presence (client.md
+        §6) — only what differs from the default, offline without a status."""
+        by_room: dict[str, set[str]] = {}
+        for room_id, user_id in joined:
+            by_room.setdefault(room_id, set()).add(user_id)
+        for room_id, newcomers in by_room.items():
+            members = self._rooms.members(self._rooms.room(room_id)).joined
+            local = self._rooms.local_joined(room_id)
+            for newcomer in newcomers:
+                if self._is_news(newcomer):
+                    frame = encode_frame(Notice("presence_update", self.describe(newcomer)))
+                    for contact in local:
+                        if contact not in newcomers:
+                            for session in self._hub.of_user(contact):
+                                session.push_nowait(frame)
+                if newcomer in local and self._hub.of_user(newcomer):
+                    for member in sorted(members - {newcomer}):
+                        if self._is_news(member):
+                            notice = Notice("presence_update", self.describe(member))
+                            for session in self._hub.of_user(newcomer):
+                                session.push_nowait(encode_frame(notice))
+
+    def _is_news(self, user_id: str) -> bool:
+        user = self._users.get(user_id)
+        return user is not None and (user.online or user.status_msg is not None)
 
     def server_unreachable(self, server_name: str) -> None:
         """federation.md §8.1: nothing can be heard from ``server_name`` any more; its

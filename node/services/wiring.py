@@ -63,6 +63,7 @@ class Services:
         presence = Presence(hub, rooms, timeout_s=config.presence_timeout_s)
         hub.on_attach.append(presence.bound)
         stream.on_live.append(presence.push_online_contacts)
+        rooms.on_joined.append(presence.members_joined)
         return cls(
             memberships=memberships,
             stream=stream,

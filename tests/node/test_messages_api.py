@@ -163,6 +163,8 @@ async def test_typing_is_pushed_and_stops_by_itself(
             async with user(port, "alice") as alice, user(port, "bob") as bob:
                 room_id = (await alice.result("create_room", public=True))["room_id"]
                 await bob.result("join", room_id=room_id)
+                # Joining makes alice a contact: bob's device first learns she is online.
+                assert (await bob.notice())["op"] == "presence_update"
                 await alice.result("typing", room_id=room_id, typing=True, timeout_ms=5000)
                 started = await bob.notice()
                 assert started == {

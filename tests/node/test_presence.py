@@ -67,6 +67,8 @@ async def test_the_last_device_leaving_makes_the_user_offline(
                 async with user(port, "alice") as alice:
                     room_id = (await alice.result("create_room", public=True))["room_id"]
                     await bob.result("join", room_id=room_id)
+                    joined = await _presence(bob)  # alice became a contact: she is online
+                    assert (joined["user_id"], joined["presence"]) == ("@alice:localhost", "online")
                     async with user(port, "alice", register=False):
                         pass  # a second device comes and goes: alice stays online
                     assert [n for n in bob.notices if n["op"] == "presence_update"] == []
