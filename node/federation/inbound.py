@@ -111,7 +111,8 @@ class Inbound:
 
     def _verify(self, pdu: Any) -> tuple[str, JsonObject]:
         """§4 steps 1-3: the event's id and the form to keep, or ``RemoteProtocolError``."""
-        verified = verify_event(pdu, self._keystore.event_keys(pdu))
+        # Every event here is part of a decoded frame (decode_json): in the data model.
+        verified = verify_event(pdu, self._keystore.event_keys(pdu), decoded=True)
         return verified.event_id, verified.event
 
     async def _txn(self, link: PeerLink, params: JsonObject) -> JsonObject:
