@@ -1,17 +1,8 @@
 """Black-box checks of spec/federation.md §7-§8 — invites across nodes, to-device messages
 and EDUs — against a running node, by a fake peer (``tests.conformance.fake_peer``).
 
-What each group needs of the node under test:
-
-- the handshake (§2), the checks of §4 steps 1-2, rooms the node does not hold and
-  ``sign_invite`` of an unknown user need only the node's server name (``--server-name``,
-  or learnt from a user registered with ``--registration-token``);
-- everything about a room the node holds needs ``--registration-token``: a user of the
-  node creates the room through the client protocol (client.md), public when the fake peer
-  must read or join it (§5: any server may ``backfill`` a public room), private when it must
-  be refused.
-
-Every test ends by checking that the node still opens and serves a new link.
+What each test needs of the node under test is said in ``test_federation_events``. Every
+test ends by checking that the node still opens and serves a new link.
 """
 
 from __future__ import annotations
