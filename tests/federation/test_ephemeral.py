@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +22,6 @@ from tests.node.session_client import Client
 TIMEOUT = 20
 ALICE = "@alice:a.test"
 BOB = "@bob:b.test"
-
-
-@pytest.fixture
-async def cluster(nursery: trio.Nursery, tmp_path: Path) -> Cluster:
-    cluster = Cluster(nursery, tmp_path)
-    await cluster.start("a", "b")
-    return cluster
 
 
 async def notice_until(

@@ -8,10 +8,8 @@ node that saw them whole, and both must end with the same room state.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pytest
 import trio
 
 from protocol import redact_event
@@ -19,13 +17,6 @@ from tests.federation.cluster import Cluster
 from tests.node.chat_client import is_membership, items_until, say, txn, user
 
 TIMEOUT = 20
-
-
-@pytest.fixture
-async def cluster(nursery: trio.Nursery, tmp_path: Path) -> Cluster:
-    cluster = Cluster(nursery, tmp_path)
-    await cluster.start("a", "b")
-    return cluster
 
 
 def _summary(rooms: dict[str, Any], room_id: str) -> dict[str, Any]:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 import trio
 
 from tests.federation.cluster import Cluster
 from tests.node.chat_client import bodies, is_membership, is_message, items_until, say, user
 
 TIMEOUT = 20
-
-
-@pytest.fixture
-async def cluster(nursery: trio.Nursery, tmp_path: Path) -> Cluster:
-    cluster = Cluster(nursery, tmp_path)
-    await cluster.start("a", "b")
-    return cluster
 
 
 async def test_invite_join_and_chat_across_two_nodes(cluster: Cluster) -> None:
