@@ -2,8 +2,10 @@
 
 Runs ``tests/conformance`` of this source tree against a node URL (``--registration-token``
 lets the client protocol tests make users and rooms; ``--server-name`` tells the federation
-tests, which act as a fake peer node, whom they are talking to) and writes one JSON line per
-test. The suite needs the test dependencies (``make test`` installs them).
+tests, which act as a fake peer node, whom they are talking to; ``--peer-listen`` and
+``--peer-name`` give the fake peer an address the node can dial, for the tests of the links
+the node opens itself) and writes one JSON line per test. The suite needs the test
+dependencies (``make test`` installs them).
 """
 
 from __future__ import annotations
@@ -28,6 +30,19 @@ SUITE = Path(__file__).resolve().parents[1] / "tests" / "conformance"
     "(default: read from a user registered with the token).",
 )
 @click.option(
+    "--peer-listen",
+    metavar="HOST:PORT",
+    help="Where a fake peer listens for the links the node opens itself. Add "
+    '`"<peer name>" = "HOST:PORT"` to the node\'s [peers] first; without this option '
+    "those tests do not run.",
+)
+@click.option(
+    "--peer-name",
+    metavar="NAME",
+    help="The fake peer's server name, as the node's [peers] maps it "
+    "(default: peer.conformance.test).",
+)
+@click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     default=Path("conformance.jsonl"),
@@ -35,7 +50,13 @@ SUITE = Path(__file__).resolve().parents[1] / "tests" / "conformance"
     help="Where to write the results, one JSON line per test.",
 )
 def conformance(
-    url: str, registration_token: str | None, server_name: str | None, output: Path
+    url: str,
+    *,
+    registration_token: str | None,
+    server_name: str | None,
+    peer_listen: str | None,
+    peer_name: str | None,
+    output: Path,
 ) -> None:
     """Check the node at URL (ws://host:port) against spec/ and spec/vectors.
 
@@ -62,6 +83,10 @@ def conformance(
         command += ["--registration-token", registration_token]
     if server_name:
         command += ["--server-name", server_name]
+    if peer_listen:
+        command += ["--peer-listen", peer_listen]
+    if peer_name:
+        command += ["--peer-name", peer_name]
     code = subprocess.call(command, cwd=SUITE.parents[1])
     click.echo(f"results: {output}")
     sys.exit(0 if code == 0 else 1)

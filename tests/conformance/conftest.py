@@ -6,6 +6,13 @@ node; without it a fresh node is started with ``kith serve --port 0`` in a tempo
 folder and stopped with SIGTERM at the end, which must exit cleanly. ``--server-name``
 tells the federation tests the running node's server name; without it they learn it from
 a user they register (``--registration-token``).
+
+The tests of links the node opens itself (``test_federation_dialed.py``) need a fake peer
+the node can reach (``tests.conformance.fake_peer_server``): for the node started here it
+listens on a free loopback port, named in the node's ``[peers]``; for a node given by
+``--node-url`` it listens at ``--peer-listen HOST:PORT`` under ``--peer-name NAME``, which
+the node's operator maps in its ``[peers]`` — without those options the tests are
+deselected, with the reason in the report's header.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import trio
 
 from tests.conformance.adapter import Implementation
 from tests.conformance.client_session import session
+from tests.conformance.fake_peer_server import PEER_NAME, FakePeerServer
 
 _LISTENING = re.compile(r"\bevent=listening\b.*\bport=(\d+)")
 _START_TIMEOUT_S = 20.0
@@ -43,6 +51,57 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="server name of the node given by --node-url, for the federation tests "
         "(default: learnt from a user registered with --registration-token)",
     )
+    parser.getgroup("kith conformance").addoption(
+        "--peer-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="where the fake peer listens for the links the node given by --node-url opens "
+        "itself; the node's [peers] must map --peer-name to this address",
+    )
+    parser.getgroup("kith conformance").addoption(
+        "--peer-name",
+        default=None,
+        metavar="NAME",
+        help=f"the fake peer's server name (default: {PEER_NAME})",
+    )
+
+
+_DIALED = "test_federation_dialed.py"
+_NO_PEER = (
+    "the node given by --node-url cannot reach a fake peer: pass --peer-listen HOST:PORT "
+    "(and --peer-name NAME) and map NAME to that address in the node's [peers]"
+)
+
+
+def _peer_listen(config: pytest.Config) -> tuple[str, int] | None:
+    """Where the fake peer listens: ``--peer-listen``, or a free loopback port for the node
+    started here; None for a node given by ``--node-url`` without it."""
+    given = config.getoption("--peer-listen")
+    if given is None:
+        return None if config.getoption("--node-url") else ("127.0.0.1", 0)
+    host, _, port = str(given).rpartition(":")
+    if not host or not port.isdigit():
+        raise pytest.UsageError(f"--peer-listen: {given!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say why the tests of dialed links do not run, when they do not."""
+    return None if _peer_listen(config) else f"{_DIALED}: deselected, {_NO_PEER}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests of dialed links when the node cannot reach a fake peer.
+
+    Deselected rather than skipped: ``kith conformance`` reports every test that ran, and a
+    node checked without a fake peer address has not failed them.
+    """
+    if _peer_listen(config) is not None:
+        return
+    dialed = [item for item in items if item.path.name == _DIALED]
+    if dialed:
+        config.hook.pytest_deselected(items=dialed)
+        items[:] = [item for item in items if item.path.name != _DIALED]
 
 
 @pytest.fixture(scope="session")
@@ -82,8 +141,36 @@ def registration_token(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
+def _peer_server(request: pytest.FixtureRequest) -> Iterator[FakePeerServer | None]:
+    """The listening fake peer, started before the node (which must know its address)."""
+    listen = _peer_listen(request.config)
+    if listen is None:
+        yield None
+        return
+    name = request.config.getoption("--peer-name") or PEER_NAME
+    server = FakePeerServer(str(name), *listen)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_peer_server(
+    _peer_server: FakePeerServer | None, node_url: str
+) -> FakePeerServer:  # node_url: the node is up
+    """A fake peer the node under test dials itself (federation.md §2.1 ``[peers]``)."""
+    if _peer_server is None:
+        pytest.skip(_NO_PEER)
+    return _peer_server
+
+
+@pytest.fixture(scope="session")
 def node_url(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    _peer_server: FakePeerServer | None,
 ) -> Iterator[str]:
     """Base ``ws://host:port`` URL of the node under test."""
     given = request.config.getoption("--node-url")
@@ -92,9 +179,13 @@ def node_url(
         return
     data = tmp_path_factory.mktemp("conformance-node")
     # Token registration, so the client tests can make users; cheap hashes, for speed.
+    # The fake peer's address in [peers] (§2.1), so the node can dial it.
+    peers = ""
+    if _peer_server is not None:
+        peers = f'[peers]\n"{_peer_server.name}" = "127.0.0.1:{_peer_server.port}"\n'
     (data / "kith.toml").write_text(
         f'[server]\nname = "{_SERVER_NAME}"\n'
-        f'[registration]\nmode = "token"\ntoken = "{_TOKEN}"\n[passwords]\ncost = "min"\n',
+        f'[registration]\nmode = "token"\ntoken = "{_TOKEN}"\n[passwords]\ncost = "min"\n' + peers,
         encoding="utf-8",
     )
     command = [*_kith_command(), "serve", "--host", "127.0.0.1", "--port", "0", "--data", str(data)]

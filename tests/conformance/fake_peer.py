@@ -9,6 +9,9 @@ it waits for an answer, or while :meth:`FakePeer.serve` runs, it answers the nod
 requests: ``ping`` and ``to_device`` with ``{}``, ``txn`` by accepting every event (each is
 recorded in :attr:`FakePeer.pdus`), ``backfill`` and ``get_missing`` from the rooms it made
 itself (:meth:`FakePeer.create_room`), anything else ``not_found``.
+
+The links the node opens itself go to ``tests.conformance.fake_peer_server``, whose
+responder end of a link is a :class:`FakePeer` too.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import nacl.signing
 
@@ -29,7 +32,7 @@ from protocol.federation.keys import ServerKeys, build_key_object, parse_key_obj
 from protocol.federation.link import LinkRoles, check_proof, encode_nonce, make_proof
 from protocol.rooms import select_auth_events
 from tests.conformance.client_session import RUN, Session, session
-from tests.conformance.wsclient import Closed, Text, WebSocket, connect
+from tests.conformance.wsclient import Closed, Received, Text, connect
 
 __all__ = [
     "NO_EVENT",
@@ -37,6 +40,7 @@ __all__ = [
     "TIMEOUT",
     "FakePeer",
     "LinkClosedError",
+    "LinkSocket",
     "RoomHistory",
     "assert_serving",
     "authenticated",
@@ -68,6 +72,16 @@ def fake_server_name() -> str:
     object it sees for a name (§1.2), so a name must never come back with another key.
     """
     return f"peer{next(_servers)}-{RUN}.conformance.invalid"
+
+
+class LinkSocket(Protocol):
+    """What a fake peer needs of its WebSocket, whichever end opened it."""
+
+    async def send_text(self, text: str) -> None:
+        """Send one text message."""
+
+    async def receive(self) -> Received:
+        """The next complete message, or ``Closed`` once the link is closed."""
 
 
 class LinkClosedError(Exception):
@@ -123,12 +137,21 @@ class RoomHistory:
 class FakePeer:
     """One link to the node under test, from a fake server: see the module's docstring."""
 
-    def __init__(self, ws: WebSocket, node_name: str, name: str | None = None) -> None:
+    def __init__(
+        self,
+        ws: LinkSocket,
+        node_name: str,
+        name: str | None = None,
+        *,
+        key: nacl.signing.SigningKey | None = None,
+    ) -> None:
         self.ws = ws
         self.node_name = node_name
         """The node's server name: who the fake peer asks for in ``link_hello``."""
         self.name = name or fake_server_name()
-        self.key = nacl.signing.SigningKey(os.urandom(32))
+        self.key = key or nacl.signing.SigningKey(os.urandom(32))
+        """The fake server's one signing key: fresh, unless a fixed server name needs the
+        same key every time (the node pins the first key object it sees, §1.2)."""
         self.nonce = encode_nonce(os.urandom(32))
         self.node_nonce: str | None = None
         self.node_keys: ServerKeys | None = None
@@ -206,31 +229,31 @@ class FakePeer:
     async def _answer(self, frame: dict[str, Any]) -> None:
         """Answer one request of the node (notices, if any, need no answer)."""
         self.requests.append(frame)
-        if "id" not in frame:
-            return
+        if "id" in frame:
+            await self.send(self.answer_for(frame))
+
+    def answer_for(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """The answer frame to one request of the node: see the module's docstring."""
         op, params = frame["op"], frame.get("params", {})
-        answer: dict[str, Any]
         if op in ("ping", "to_device"):
-            answer = {"id": frame["id"], "result": {}}
-        elif op == "txn":
+            return {"id": frame["id"], "result": {}}
+        if op == "txn":
             outcomes = []
             for pdu in params.get("pdus", []):
                 event_id = compute_event_id(pdu)
                 self.pdus[event_id] = pdu
                 outcomes.append({"event_id": event_id, "outcome": "accepted"})
-            answer = {"id": frame["id"], "result": {"pdus": outcomes}}
-        elif op in ("backfill", "get_missing") and params.get("room_id") in self.rooms:
+            return {"id": frame["id"], "result": {"pdus": outcomes}}
+        if op in ("backfill", "get_missing") and params.get("room_id") in self.rooms:
             room = self.rooms[params["room_id"]]
             ids = room.ordered() if op == "backfill" else _walk_back(room, params)
             events = [room.events[eid] for eid in ids]
             result: dict[str, Any] = {"events": events, "keys": [self.key_object()]}
             if op == "backfill":
                 result["next"] = None
-            answer = {"id": frame["id"], "result": result}
-        else:
-            error = {"code": "not_found", "message": "the fake peer holds no such room"}
-            answer = {"id": frame["id"], "error": error}
-        await self.send(answer)
+            return {"id": frame["id"], "result": result}
+        error = {"code": "not_found", "message": "the fake peer holds no such room"}
+        return {"id": frame["id"], "error": error}
 
     # --- §2.2 the handshake -----------------------------------------------------------
 
