@@ -183,9 +183,7 @@ def _check_signatures(signatures: object) -> None:
             raise _bad(f"'signatures.{entity[:80]}' must map key ids to strings")
 
 
-def validate_event(
-    event: JsonObject, *, signed: bool = True, decoded: bool = False
-) -> JsonObject:
+def validate_event(event: JsonObject, *, signed: bool = True, decoded: bool = False) -> JsonObject:
     """Check an event's fields and limits (spec/events.md §2-3); return it unchanged.
 
     With ``signed=False`` (an event being built) ``hashes`` and ``signatures`` may be
