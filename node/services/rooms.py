@@ -516,10 +516,37 @@ class RoomService:
             "room_id": room.room_id,
             "event": client_event(event_id, event, room.room_id),
         }
-        staged.stream_rows.append((position, "event", room.room_id, event_id, None, None))
-        staged.items.append(Item(position, "event", payload, room_id=room.room_id, sent_by=sent_by))
+        audience = self._audience(room, event_id, event)
+        stored = json.dumps(sorted(audience)) if audience is not None else None
+        staged.stream_rows.append((position, "event", room.room_id, event_id, None, stored))
+        staged.items.append(
+            Item(
+                position,
+                "event",
+                payload,
+                room_id=room.room_id,
+                sent_by=sent_by,
+                audience=audience,
+            )
+        )
         self._note_membership(room, event, position, staged)
         self._note_redaction(room, event_id, staged)
+
+    def _audience(self, room: Room, event_id: str, event: JsonObject) -> frozenset[str] | None:
+        """client.md §5: the local users who see an event that arrived after a membership
+        change it comes before in canonical order (a late event): those joined in the state
+        before it, and the user a member event names. None — the stream's rule by position,
+        which gives the same answer — for every other event."""
+        if not room.is_before_a_membership_change(event_id):
+            return None
+        audience = {
+            user_id
+            for user_id in self._memberships.users_of(room.room_id)
+            if room.membership_before(event_id, user_id) == "join"
+        }
+        if event["type"] == _MEMBER and self.is_local(event["state_key"]):
+            audience.add(event["state_key"])  # recorded as a member only after this
+        return frozenset(audience)
 
     def _note_membership(
         self, room: Room, event: JsonObject, position: int, staged: _Staged

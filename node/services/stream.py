@@ -67,6 +67,9 @@ class Item:
     """For a to-device message: the one ``(user id, device id)`` it is for."""
     sent_by: tuple[str, str, str] | None = None
     """For an event sent with a txn id: ``(user id, device id, txn id)``."""
+    audience: frozenset[str] | None = None
+    """For an event that arrived late: the local users who see it (client.md §5); None:
+    whoever the membership index says sees the room at the item's position."""
 
 
 def client_event(
@@ -253,6 +256,8 @@ class Stream:
         if item.device is not None:
             user_id, device_id = item.device
             sessions = self._hub.of_device(user_id, device_id)
+        elif item.audience is not None:
+            sessions = [s for user_id in item.audience for s in self._hub.of_user(user_id)]
         else:
             assert item.room_id is not None
             room_id, position = item.room_id, item.position
@@ -352,7 +357,10 @@ class Stream:
         ) = row
         if kind == "to_device":
             return {"position": position, "kind": kind, **json.loads(data)}
-        if not self._memberships.sees(syncing.user_id, room_id, position):
+        if kind == "event" and data is not None:  # a late event's audience (client.md §5)
+            if syncing.user_id not in json.loads(data):
+                return None
+        elif not self._memberships.sees(syncing.user_id, room_id, position):
             return None
         if kind == "event":
             event = json.loads(event_json)

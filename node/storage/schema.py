@@ -20,6 +20,9 @@ runs the ones a database has not seen yet, in order, recording the version reach
 | ``server_keys`` | federation | each peer's pinned key object (federation.md §1.2) |
 | ``fed_outbox`` | rooms, federation | events queued for each destination (federation.md §3.3) |
 | ``fed_to_device`` | to-device, federation | to-device messages queued for each destination (§8) |
+
+A ``stream`` row's ``data`` holds what its item carries besides the event; for an event that
+arrived late (client.md §5), the local users who see it.
 """
 
 from __future__ import annotations

@@ -69,6 +69,8 @@ class _StateIndex:
         self._nodes = nodes
         self.writers: dict[Register, list[tuple[int, str]]] = {}
         self._member_ids: set[str] = set()
+        self.last_member_write: tuple[int, str] = (0, "")
+        """The greatest ``(depth, event_id)`` of an accepted member event."""
 
     # StateView
     def get(self, register: Register) -> JsonObject | None:
@@ -89,13 +91,20 @@ class _StateIndex:
                 insort(self.writers.setdefault(node.register, []), node.key)
                 if node.register[0] == _MEMBER:
                     self._member_ids.add(node.register[1])
+                    self.last_member_write = max(self.last_member_write, node.key)
 
     def forget_from(self, nodes: Iterable[Node], depth: int) -> None:
         """Drop the writes of ``nodes`` (all of depth ``depth`` or more) before re-resolving."""
-        for register in {node.register for node in nodes if node.register is not None}:
+        registers = {node.register for node in nodes if node.register is not None}
+        for register in registers:
             writers = self.writers.get(register)
             if writers:
                 del writers[bisect_left(writers, (depth, "")) :]
+        if any(register[0] == _MEMBER for register in registers):
+            self.last_member_write = max(
+                (w[-1] for r, w in self.writers.items() if r[0] == _MEMBER and w),
+                default=(0, ""),
+            )
 
 
 class Room:
@@ -258,6 +267,24 @@ class Room:
     def state_event(self, register: Register) -> JsonObject | None:
         """The event holding ``register`` in the room state."""
         return self._index.get(register)
+
+    def membership_before(self, event_id: str, user_id: str) -> str:
+        """The user's membership in the state the accepted events before ``event_id`` in
+        canonical order make (``leave`` when none names the user): whether they were in the
+        room "when it was said", wherever the event arrived (client.md §5)."""
+        writers = self._index.writers.get((_MEMBER, user_id))
+        if not writers:
+            return "leave"
+        index = bisect_left(writers, self._graph.nodes[event_id].key)
+        if index == 0:
+            return "leave"
+        membership: str = self._graph.nodes[writers[index - 1][1]].event["content"]["membership"]
+        return membership
+
+    def is_before_a_membership_change(self, event_id: str) -> bool:
+        """Whether an accepted member event comes after ``event_id`` in canonical order: only
+        then can who was in the room at the event differ from who is in it now."""
+        return self._graph.nodes[event_id].key < self._index.last_member_write
 
     def memberships(self) -> dict[str, str]:
         """Every user the room state names, with their membership (``join``, ``leave``…)."""

@@ -354,12 +354,6 @@ async def test_a_user_let_back_in_after_a_ban_catches_up_through_her_node(
         assert sorted(_bodies(run.devices["c"], room_id)) == sorted(back)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/services/memberships.py Memberships.sees judges an event by the user's "
-    "membership at the stream position where this node stored it: an event sent while the "
-    "user was banned, reaching her node only after she rejoined, is shown to her",
-)
 async def test_what_was_said_while_she_was_banned_stays_hidden_when_it_arrives_late(
     nursery: trio.Nursery, tmp_path: Path, network_clock: trio.testing.MockClock
 ) -> None:

@@ -194,3 +194,28 @@ def test_redactions_take_effect_on_own_events_or_with_the_redact_level() -> None
     assert room.redaction_target(moderated) == own
     assert room.redaction_target(unknown) is None
     assert room.redaction_target(stranger) is None
+
+
+def test_membership_before_an_event_follows_the_canonical_order_not_arrival() -> None:
+    """client.md §5: who was in the room "when it was said" — the state of the accepted
+    events before it in canonical order — whatever order the events arrived in."""
+    b = RoomBuilder()
+    joined = b.join(U)
+    ban = b.member(A, U, "ban")
+    said = b.say(A, "while u is banned", parents=[ban])  # concurrent with what follows
+    later = b.say(A, "later", parents=[b.say(A, "meanwhile", parents=[ban])])
+    unban = b.member(A, U, "unban", parents=[later])
+    back = b.join(U, parents=[b.member(A, U, "invite", parents=[unban])])
+    room = _room(b)
+    late = {said}
+    for event_id in b.order[1:]:
+        if event_id not in late:
+            room.add({event_id: b.events[event_id]})
+    room.add({said: b.events[said]})  # arrives after u is back
+    assert room.is_accepted(said)
+    assert room.is_before_a_membership_change(said)
+    assert room.membership_before(said, U) == "ban"
+    assert room.membership_before(said, A) == "join"
+    assert room.membership_before(joined, U) == "leave"  # a member event: the state before
+    assert room.membership_before(back, U) == "invite"
+    assert not room.is_before_a_membership_change(back)
