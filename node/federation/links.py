@@ -53,6 +53,9 @@ class Links:
         peers: Mapping[str, str],
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` checks peers' certificates on ``wss://`` links; without one, the
+        system's trust store is loaded when the first such link is dialed (it costs a few
+        MiB that a node linking only over ``ws://`` never needs)."""
         self._identity = identity
         self._ssl_context = ssl_context
         self._handler = handler
@@ -122,9 +125,10 @@ class Links:
         ready = trio.Event()
 
         async def run_link() -> None:
+            trust = self._trust(address)
             try:
                 async with dial(
-                    address, server_name, timeout=HANDSHAKE_TIMEOUT, ssl_context=self._ssl_context
+                    address, server_name, timeout=HANDSHAKE_TIMEOUT, ssl_context=trust
                 ) as channel:
                     link = PeerLink(channel, self._identity, self._handler, initiator=True)
                     async with trio.open_nursery() as nursery:
@@ -161,6 +165,11 @@ class Links:
             log.info("link_dial_failed", peer=server_name, address=address.url, why=str(why)[:200])
             raise LinkError(f"no link to {server_name}: {why}")
         return opened[0]
+
+    def _trust(self, address: PeerAddress) -> ssl.SSLContext | None:
+        if address.tls and self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     # --- serving ------------------------------------------------------------------------
 

@@ -180,12 +180,14 @@ class Federation:
         )
 
 
-def _peer_trust(config: NodeConfig) -> ssl.SSLContext:
-    """The trust store for peers' certificates: the system's, plus ``[federation] ca_file``."""
+def _peer_trust(config: NodeConfig) -> ssl.SSLContext | None:
+    """The trust store for peers' certificates when ``[federation] ca_file`` adds to the
+    system's (checked at start); None otherwise, and the links load the system's alone."""
+    if config.federation_ca_file is None:
+        return None
     context = ssl.create_default_context()
-    if config.federation_ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(config.federation_ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"[federation] ca_file: {exc}") from None
+    try:
+        context.load_verify_locations(cafile=str(config.federation_ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[federation] ca_file: {exc}") from None
     return context
