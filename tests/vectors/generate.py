@@ -21,6 +21,7 @@ from protocol.signing import signing_key_from_seed
 from tests.conformance.adapter import ConformanceError
 from tests.conformance.kith_adapter import ADAPTER, ID_CHECKS
 from tests.vectors.link import link_vectors
+from tests.vectors.megolm import megolm_vectors
 from tests.vectors.rooms import auth_vectors, resolution_vectors
 from tests.vectors.server_keys import server_keys_vectors
 
@@ -648,6 +649,7 @@ GENERATORS = {
     "frames.json": frame_vectors,
     "server_keys.json": server_keys_vectors,
     "link.json": link_vectors,
+    "megolm.json": megolm_vectors,
 }
 
 
