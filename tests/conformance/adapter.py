@@ -140,3 +140,33 @@ class Implementation(Protocol):
         """spec/state.md §6 over events in arrival order (create first):
         ``{"verdicts": {id: code | None}, "state": [[type, state_key, id]], "timeline": [id]}``."""
         ...
+
+    def megolm_advance(self, ratchet: bytes, index: int, target: int) -> bytes:
+        """spec/e2ee.md §3.3: the 128-byte Megolm ratchet at ``index`` wound to ``target``."""
+        ...
+
+    def megolm_keys(self, ratchet: bytes) -> tuple[bytes, bytes, bytes]:
+        """spec/e2ee.md §3.4: (AES key, MAC key, IV) of a ratchet."""
+        ...
+
+    def megolm_outbound(
+        self, ratchet: bytes, index: int, seed: bytes, plaintexts: list[bytes]
+    ) -> tuple[str, str, list[str]]:
+        """spec/e2ee.md §3.5, §3.6: (session id, session key, messages) of the outbound
+        session with this ratchet at ``index`` and the Ed25519 key of ``seed``, encrypting
+        ``plaintexts`` in turn."""
+        ...
+
+    def megolm_decrypt(self, key: str, is_export: bool, messages: list[str]) -> list[Any]:
+        """spec/e2ee.md §3.8, §3.9: one inbound session from a session key (or an export)
+        reads ``messages`` in turn; for each, ``{"plaintext": bytes, "index": int, "replay":
+        bool}`` or ``{"error": code}``. A key that is refused raises ConformanceError."""
+        ...
+
+    def megolm_import(self, key: str, is_export: bool) -> int:
+        """spec/e2ee.md §3.6, §3.7: the first known index; raise ConformanceError(code)."""
+        ...
+
+    def megolm_export(self, key: str, is_export: bool, index: int) -> str:
+        """spec/e2ee.md §3.7: the export at ``index`` of the session made from ``key``."""
+        ...

@@ -7,6 +7,7 @@ from typing import Any
 
 import protocol
 from protocol import rooms
+from protocol.crypto import megolm, megolm_ratchet
 from protocol.errors import ProtocolError
 from protocol.federation import keys as server_keys
 from protocol.federation import link
@@ -183,6 +184,47 @@ class KithAdapter:
             "state": sorted([kind, key, e] for (kind, key), e in room.state().items()),
             "timeline": room.timeline(),
         }
+
+    def megolm_advance(self, ratchet: bytes, index: int, target: int) -> bytes:
+        return megolm_ratchet.Ratchet(ratchet, index).advance_to(target).data
+
+    def megolm_keys(self, ratchet: bytes) -> tuple[bytes, bytes, bytes]:
+        keys = megolm_ratchet.Ratchet(ratchet, 0).keys()
+        return keys.aes_key, keys.mac_key, keys.iv
+
+    def megolm_outbound(
+        self, ratchet: bytes, index: int, seed: bytes, plaintexts: list[bytes]
+    ) -> tuple[str, str, list[str]]:
+        session = megolm.OutboundGroupSession(megolm_ratchet.Ratchet(ratchet, index), seed)
+        session_key = session.session_key
+        return session.session_id, session_key, [session.encrypt(p) for p in plaintexts]
+
+    def _megolm_inbound(self, key: str, is_export: bool) -> megolm.InboundGroupSession:
+        make = (
+            megolm.InboundGroupSession.import_export
+            if is_export
+            else megolm.InboundGroupSession.from_session_key
+        )
+        session: megolm.InboundGroupSession = _translate(lambda: make(key))
+        return session
+
+    def megolm_decrypt(self, key: str, is_export: bool, messages: list[str]) -> list[Any]:
+        session = self._megolm_inbound(key, is_export)
+        results: list[Any] = []
+        for message in messages:
+            try:
+                plaintext, index, replay = session.decrypt(message)
+            except ProtocolError as exc:
+                results.append({"error": exc.code.value})
+            else:
+                results.append({"plaintext": plaintext, "index": index, "replay": replay})
+        return results
+
+    def megolm_import(self, key: str, is_export: bool) -> int:
+        return self._megolm_inbound(key, is_export).first_known_index
+
+    def megolm_export(self, key: str, is_export: bool, index: int) -> str:
+        return self._megolm_inbound(key, is_export).export_at(index)
 
 
 ADAPTER: Implementation = KithAdapter()

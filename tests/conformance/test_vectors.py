@@ -251,3 +251,73 @@ def test_check_link_nonce(impl: Implementation, case: dict[str, Any]) -> None:
     with pytest.raises(ConformanceError) as caught:
         impl.check_link_nonce(case["nonce"])
     assert caught.value.code == case["error"]
+
+
+# --- Megolm (spec/e2ee.md §3) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "leg",
+    load("megolm")["ratchet"]["advance"],
+    ids=[f"{leg['from_index']}->{leg['to_index']}" for leg in load("megolm")["ratchet"]["advance"]],
+)
+def test_megolm_advance(impl: Implementation, leg: dict[str, Any]) -> None:
+    start = bytes.fromhex(leg["from"])
+    wound = impl.megolm_advance(start, leg["from_index"], leg["to_index"])
+    assert wound.hex() == leg["to"]
+
+
+def test_megolm_keys(impl: Implementation) -> None:
+    for case in load("megolm")["keys"]:
+        keys = impl.megolm_keys(bytes.fromhex(case["ratchet"]))
+        assert [k.hex() for k in keys] == [case["aes_key"], case["mac_key"], case["iv"]]
+
+
+@pytest.mark.parametrize("case", cases("megolm", "sessions"), ids=case_ids("megolm", "sessions"))
+def test_megolm_session(impl: Implementation, case: dict[str, Any]) -> None:
+    plaintexts = [bytes.fromhex(m["plaintext"]) for m in case["messages"]]
+    ratchet, seed = bytes.fromhex(case["ratchet"]), _seed(case["signing_seed"])
+    session_id, session_key, messages = impl.megolm_outbound(
+        ratchet, case["index"], seed, plaintexts
+    )
+    assert (session_id, session_key) == (case["session_id"], case["session_key"])
+    assert messages == [m["message"] for m in case["messages"]]
+    results = impl.megolm_decrypt(session_key, False, messages)
+    assert results == [
+        {"plaintext": p, "index": m["index"], "replay": False}
+        for p, m in zip(plaintexts, case["messages"], strict=True)
+    ]
+    for export in case["exports"]:
+        assert impl.megolm_export(session_key, False, export["index"]) == export["export"]
+        assert impl.megolm_import(export["export"], True) == export["index"]
+
+
+@pytest.mark.parametrize("case", cases("megolm", "decrypt"), ids=case_ids("megolm", "decrypt"))
+def test_megolm_decrypt(impl: Implementation, case: dict[str, Any]) -> None:
+    is_export = "export" in case
+    key = case["export"] if is_export else case["session_key"]
+    results = impl.megolm_decrypt(key, is_export, [step["message"] for step in case["steps"]])
+    expected = [
+        {"error": step["error"]}
+        if step["error"]
+        else {
+            "plaintext": bytes.fromhex(step["plaintext"]),
+            "index": step["index"],
+            "replay": step["replay"],
+        }
+        for step in case["steps"]
+    ]
+    assert results == expected
+
+
+@pytest.mark.parametrize(
+    "case", cases("megolm", "keys_and_exports"), ids=case_ids("megolm", "keys_and_exports")
+)
+def test_megolm_session_key_or_export(impl: Implementation, case: dict[str, Any]) -> None:
+    is_export = case["kind"] == "export"
+    if case["error"] is None:
+        assert impl.megolm_import(case["key"], is_export) == case["first_known_index"]
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.megolm_import(case["key"], is_export)
+    assert caught.value.code == case["error"]
