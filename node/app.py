@@ -13,11 +13,12 @@ from functools import partial
 import trio
 
 from node import api
+from node.clock import now_ms
 from node.config import ConfigError, NodeConfig
 from node.dispatch import Dispatcher
 from node.federation.service import Federation
 from node.hub import Hub
-from node.keys import NodeKey, load_or_create_keyring
+from node.keys import NodeKey, apply_pending_rotation, load_or_create_keyring
 from node.log import get_log
 from node.ratelimit import RateLimit
 from node.services.accounts import Accounts
@@ -67,6 +68,10 @@ async def serve_node(
     node it started with ``--port 0``.
     """
     keyring, created = await trio.to_thread.run_sync(load_or_create_keyring, config.data_dir)
+    if keyring.next is not None:  # kith key rotate ran: take the new key now (§1.4)
+        retiring = keyring.current.key_id
+        keyring = await trio.to_thread.run_sync(apply_pending_rotation, config.data_dir, now_ms())
+        log.info("key_rotated", key_id=keyring.current.key_id, retired=retiring)
     key = keyring.current
     if created:
         log.info("key_created", key_id=key.key_id, public_key=key.public_key)

@@ -1,24 +1,23 @@
 """``kith key``: the administrator's signing key commands — show and rotate.
 
 ``show`` prints the key object the node publishes to its peers (spec/federation.md §1.1),
-made now, as one line of canonical JSON. ``rotate`` makes a new signing key and retires
-the current one, keeping its seed to co-sign every later key object (§1.4).
+made now, as one line of canonical JSON. ``rotate`` makes a new signing key that the node
+takes when it next starts, retiring the current one then and keeping its seed to co-sign
+every later key object (§1.4).
 
 Both read the key file (``<data>/signing.key``) directly, so they work with the node
-stopped or running. A running node keeps the keys it read when it started: a rotation takes
-effect when the node restarts. Errors end in one ``Error: ...`` line and exit code 1.
+stopped or running. Errors end in one ``Error: ...`` line and exit code 1.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from node.clock import now_ms as _now_ms
 from node.config import DEFAULT_DATA_DIR, ConfigError, load_config
-from node.keys import KEY_FILE_NAME, KeyFileError, load_keyring, rotate_key
+from node.keys import KEY_FILE_NAME, KeyFileError, load_keyring, prepare_rotation
 from protocol import encode_canonical_json
 
 __all__ = ["key"]
@@ -48,10 +47,6 @@ def _check_key_file(data_dir: Path) -> Path:
     return path
 
 
-def _format_ts(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def key() -> None:
     """Show or rotate the node's signing keys (spec/federation.md §1)."""
@@ -75,27 +70,24 @@ def show(data_dir: Path) -> None:
 
 @key.command(params=[_data_option()])
 def rotate(data_dir: Path) -> None:
-    """Make a new signing key and retire the current one.
+    """Make a new signing key, for the node to take when it next starts.
 
-    The retired key stays in the key file with its seed: every later key object lists it
-    with the time it was retired and is co-signed by it, so peers that pinned the old
-    object accept the new one. A running node keeps signing with the old key until it
-    restarts, and peers refuse events it signs with a retired key after that time: restart
-    the node right away.
+    A running node goes on signing with its current key; when it starts again it takes the
+    new key and retires the current one at that moment (the retired key stays in the key
+    file with its seed: every later key object lists it with its retirement time and is
+    co-signed by it, so peers that pinned the old object accept the new one); restart the
+    node to rotate now.
     """
     _check_key_file(data_dir)
     try:
-        ring = rotate_key(data_dir, _now_ms())
+        ring = prepare_rotation(data_dir)
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
-    retired = ring.old[0]
-    click.echo(f"New key id:     {ring.current.key_id}")
-    click.echo(f"public key:     {ring.current.public_key}")
+    assert ring.next is not None
+    click.echo(f"New key id:     {ring.next.key_id}")
+    click.echo(f"public key:     {ring.next.public_key}")
+    click.echo(f"Current key id: {ring.current.key_id} (retired when the node next starts)")
     click.echo(
-        f"Retired key id: {retired.key.key_id}"
-        f" (expired_ts {retired.expired_ts}, {_format_ts(retired.expired_ts)})"
-    )
-    click.echo(
-        "A running node reads its keys when it starts: restart it now to sign with the new"
-        " key (peers refuse events signed with the retired key after its expired_ts)."
+        "The node takes the new key when it starts: restart it to rotate now. Until then it"
+        " signs with the current key, which stays valid."
     )

@@ -4,6 +4,7 @@ The key file ``<data>/signing.key`` is ASCII text readable by its owner only, on
 line::
 
     ed25519 <key id> <seed>                     the current key: exactly one such line
+    ed25519-next <key id> <seed>                the key the node takes when it next starts
     ed25519-old <key id> <seed> <expired_ts>    a retired key: any number, newest first
 
 ``<seed>`` is the unpadded standard base64 of the 32-byte seed and ``<expired_ts>`` the
@@ -12,6 +13,12 @@ time, in decimal milliseconds since the Unix epoch, the key was retired
 wrote — is a key ring without retired keys and loads unchanged. The key id is
 ``protocol.derive_key_id`` of the public key, so a line whose id does not match its seed is
 corrupt and refused.
+
+``kith key rotate`` only writes the ``ed25519-next`` line: a running node keeps signing with
+the key it read at start, so the current key may not be retired before the node stops using
+it — events it signed after its ``expired_ts`` would be refused by every peer that learns of
+the retirement. The node retires it, and takes the next key, when it starts
+(:func:`apply_pending_rotation`), at that moment.
 
 Retired keys keep their seeds: the node co-signs its key object with every one of them, so
 a peer that pinned an object from several rotations ago still follows the chain
@@ -30,7 +37,7 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -56,6 +63,7 @@ __all__ = [
     "KeyRing",
     "NodeKey",
     "RetiredKey",
+    "apply_pending_rotation",
     "generate_key",
     "load_key",
     "load_keyring",
@@ -63,6 +71,7 @@ __all__ = [
     "load_or_create_keyring",
     "parse_key_file",
     "parse_keyring",
+    "prepare_rotation",
     "rotate_key",
 ]
 
@@ -71,12 +80,13 @@ MAX_RETIRED_KEYS: Final = 256
 """Retired keys a key file may hold; the key object lists the newest 32 (§1.1)."""
 _ALGORITHM: Final = "ed25519"
 _RETIRED: Final = "ed25519-old"
+_NEXT: Final = "ed25519-next"
 _SEED_BYTES: Final = 32
 _MAX_KEY_FILE_BYTES: Final = 64 * 1024
 _TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,15}")
 _LINE_FORMAT: Final = (
-    "expected one line per key: 'ed25519 <key id> <base64 seed>'"
-    " or 'ed25519-old <key id> <base64 seed> <expired_ts>'"
+    "expected one line per key: 'ed25519 <key id> <base64 seed>',"
+    " 'ed25519-next <key id> <base64 seed>' or 'ed25519-old <key id> <base64 seed> <expired_ts>'"
 )
 
 
@@ -117,6 +127,8 @@ class KeyRing:
 
     current: NodeKey
     old: tuple[RetiredKey, ...] = ()
+    next: NodeKey | None = None
+    """A key made by ``kith key rotate``, taken when the node next starts."""
 
     def key_object(self, server_name: str, ts: int) -> JsonObject:
         """This node's key object made at ``ts`` (spec/federation.md §1.1).
@@ -142,17 +154,30 @@ class KeyRing:
             raise KeyFileError(
                 f"the key file already holds {MAX_RETIRED_KEYS} retired keys, the most it may"
             )
-        if any(key.key_id == new.key_id for key in self.all_keys()):
+        if any(key.key_id == new.key_id for key in self.all_keys() if key != self.next):
             raise KeyFileError(f"the new key's id {new.key_id} is already in use")
         return KeyRing(new, (RetiredKey(self.current, now_ms), *self.old))
 
+    def prepared(self, new: NodeKey) -> KeyRing:
+        """This ring with ``new`` waiting to become the current key at the next start."""
+        if self.next is not None:
+            raise KeyFileError(
+                f"key {self.next.key_id} already waits for the node to start; start it first"
+            )
+        if any(key.key_id == new.key_id for key in self.all_keys()):
+            raise KeyFileError(f"the new key's id {new.key_id} is already in use")
+        return KeyRing(self.current, self.old, new)
+
     def all_keys(self) -> list[NodeKey]:
-        """Every key of the ring, the current one first."""
-        return [self.current, *(retired.key for retired in self.old)]
+        """Every key of the ring, the current one first (the next one last, if any)."""
+        pending = [self.next] if self.next is not None else []
+        return [self.current, *(retired.key for retired in self.old), *pending]
 
     def file_text(self) -> str:
         """The key file holding this ring (the module docstring gives its format)."""
         lines = [f"{_ALGORITHM} {self.current.key_id} {_seed_text(self.current)}"]
+        if self.next is not None:
+            lines.append(f"{_NEXT} {self.next.key_id} {_seed_text(self.next)}")
         lines += [f"{_RETIRED} {r.key.key_id} {_seed_text(r.key)} {r.expired_ts}" for r in self.old]
         return "\n".join(lines) + "\n"
 
@@ -183,49 +208,53 @@ def _parse_key(key_id: str, encoded_seed: str) -> NodeKey:
     return NodeKey(key_id, signing_key)
 
 
-def _parse_line(line: str) -> NodeKey | RetiredKey:
+def _parse_line(line: str) -> tuple[str, NodeKey | RetiredKey]:
+    """A key file line: its kind (``ed25519``, ``ed25519-next``, ``ed25519-old``) and key."""
     parts = line.split(" ")
     if not 3 <= len(parts) <= 4 or not all(parts) or not line.isprintable():
         raise KeyFileError(_LINE_FORMAT)
     algorithm = parts[0]
-    if algorithm not in (_ALGORITHM, _RETIRED):
+    if algorithm not in (_ALGORITHM, _NEXT, _RETIRED):
         raise KeyFileError(f"unsupported key algorithm {algorithm[:32]!r}")
-    if len(parts) != (3 if algorithm == _ALGORITHM else 4):
+    if len(parts) != (4 if algorithm == _RETIRED else 3):
         raise KeyFileError(_LINE_FORMAT)
     key = _parse_key(parts[1], parts[2])
-    if algorithm == _ALGORITHM:
-        return key
+    if algorithm != _RETIRED:
+        return algorithm, key
     expired = parts[3]
     if _TIMESTAMP.fullmatch(expired) is None or int(expired) > MAX_SAFE_INTEGER:
         raise KeyFileError(f"expired_ts {expired[:32]!r} is not a time in milliseconds")
-    return RetiredKey(key, int(expired))
+    return algorithm, RetiredKey(key, int(expired))
 
 
 def parse_keyring(text: str) -> KeyRing:
     """Read a key file's contents; raise :class:`KeyFileError` saying what is wrong."""
     lines = text.removesuffix("\n").split("\n")
     current: list[NodeKey] = []
+    pending: list[NodeKey] = []
     old: list[RetiredKey] = []
     seen: set[str] = set()
     for number, line in enumerate(lines, start=1):
         where = f" (line {number})" if len(lines) > 1 else ""
         try:
-            parsed = _parse_line(line)
+            kind, parsed = _parse_line(line)
         except KeyFileError as exc:
             raise KeyFileError(f"{exc}{where}") from None
         key = parsed if isinstance(parsed, NodeKey) else parsed.key
         if key.key_id in seen:
             raise KeyFileError(f"key {key.key_id} is listed twice{where}")
         seen.add(key.key_id)
-        if isinstance(parsed, NodeKey):
-            current.append(parsed)
-        else:
+        if isinstance(parsed, RetiredKey):
             old.append(parsed)
+        else:
+            (current if kind == _ALGORITHM else pending).append(parsed)
     if len(current) != 1:
         raise KeyFileError(f"expected one current key ('ed25519' line), found {len(current)}")
+    if len(pending) > 1:
+        raise KeyFileError(f"expected at most one next key ('{_NEXT}' line), found {len(pending)}")
     if len(old) > MAX_RETIRED_KEYS:
         raise KeyFileError(f"more than {MAX_RETIRED_KEYS} retired keys")
-    return KeyRing(current[0], tuple(old))
+    return KeyRing(current[0], tuple(old), pending[0] if pending else None)
 
 
 def parse_key_file(text: str) -> NodeKey:
@@ -359,24 +388,50 @@ def load_or_create_key(data_dir: Path) -> tuple[NodeKey, bool]:
     return ring.current, created
 
 
-def rotate_key(data_dir: Path, now_ms: int) -> KeyRing:
-    """Make a new current key and retire the current one at ``now_ms`` (federation.md §1.4).
-
-    The retired key keeps its seed, to co-sign every later key object. The key file is
-    replaced atomically under a lock, so concurrent rotations both take effect and a crash
-    leaves the old file or the new one. A running node keeps the keys it read at start.
-    """
+def _change_ring(data_dir: Path, change: Callable[[KeyRing], KeyRing | None]) -> KeyRing:
+    """Apply ``change`` to the key file under its lock, replacing the file atomically (a
+    crash leaves the old file or the new one); None from ``change`` leaves it as it is."""
     path = data_dir / KEY_FILE_NAME
     try:
         with _locked(path):
             ring = load_keyring(path)
-            new, _ = generate_key()
-            rotated = ring.rotated(new, now_ms)
-            _replace(path, rotated.file_text())
+            changed = change(ring)
+            if changed is None:
+                return ring
+            _replace(path, changed.file_text())
     except FileNotFoundError:
         raise KeyFileError(
             f"no key file {path} to rotate (create one with: kith init --data {data_dir})"
         ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot rotate key file {path}: {exc.strerror or exc}") from None
-    return rotated
+    return changed
+
+
+def rotate_key(data_dir: Path, now_ms: int) -> KeyRing:
+    """Make the next key current — the one :func:`prepare_rotation` made, or a fresh one —
+    and retire the current one at ``now_ms`` (federation.md §1.4). Only for a node that is
+    not running; ``kith key rotate`` prepares instead.
+
+    The retired key keeps its seed, to co-sign every later key object; concurrent rotations
+    all take effect.
+    """
+
+    def rotate(ring: KeyRing) -> KeyRing:
+        new = ring.next if ring.next is not None else generate_key()[0]
+        return ring.rotated(new, now_ms)
+
+    return _change_ring(data_dir, rotate)
+
+
+def prepare_rotation(data_dir: Path) -> KeyRing:
+    """Make the key the node takes, and the time it retires its current one, when it next
+    starts (federation.md §1.4): a running node goes on signing with the key it has."""
+    return _change_ring(data_dir, lambda ring: ring.prepared(generate_key()[0]))
+
+
+def apply_pending_rotation(data_dir: Path, now_ms: int) -> KeyRing:
+    """At start: take the prepared key, if any, retiring the current one at ``now_ms``."""
+    return _change_ring(
+        data_dir, lambda ring: ring.rotated(ring.next, now_ms) if ring.next is not None else None
+    )

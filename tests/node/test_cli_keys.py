@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 
 from node.cli import cli
 from node.config import CONFIG_FILE_NAME
-from node.keys import KEY_FILE_NAME, load_keyring, load_or_create_key
+from node.keys import KEY_FILE_NAME, apply_pending_rotation, load_keyring, load_or_create_key
 from protocol import encode_canonical_json
 from protocol.federation.keys import parse_key_object, pin
 
@@ -55,29 +55,34 @@ def test_show_prints_the_key_object_as_one_line_of_canonical_json(data: Path) ->
     assert dict(keys.old_verify_keys) == {}
 
 
-def test_rotate_prints_both_key_ids_and_asks_for_a_restart(data: Path) -> None:
+def test_rotate_prepares_a_key_for_the_next_start_and_says_so(data: Path) -> None:
     before = load_keyring(data / KEY_FILE_NAME)
     result = _kith("key", "rotate", "--data", str(data))
     assert result.exit_code == 0, result.output
     after = load_keyring(data / KEY_FILE_NAME)
-    assert after.old[0].key == before.current
-    assert after.old[0].expired_ts == NOW
-    assert f"New key id:     {after.current.key_id}" in result.output
-    assert f"Retired key id: {before.current.key_id} (expired_ts {NOW}," in result.output
+    assert after.current == before.current  # a running node's key stays valid
+    assert after.old == ()
+    assert after.next is not None
+    assert f"New key id:     {after.next.key_id}" in result.output
+    assert f"Current key id: {before.current.key_id} (retired when the node next starts)" in (
+        result.output
+    )
     assert "restart" in result.output
+    again = _kith("key", "rotate", "--data", str(data))
+    assert "already waits for the node to start" in _one_error_line(again)
 
 
-def test_after_a_rotation_show_lists_the_old_key_and_a_peer_accepts_the_new_object(
+def test_after_rotations_show_lists_the_old_keys_and_a_peer_accepts_the_new_object(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = parse_key_object(json.loads(_kith("key", "show", "--data", str(data)).output))
-    monkeypatch.setattr("node.cli_keys._now_ms", lambda: NOW + 1)
-    assert _kith("key", "rotate", "--data", str(data)).exit_code == 0
-    assert _kith("key", "rotate", "--data", str(data)).exit_code == 0
-    monkeypatch.setattr("node.cli_keys._now_ms", lambda: NOW + 2)
+    for n in (1, 2):
+        assert _kith("key", "rotate", "--data", str(data)).exit_code == 0
+        apply_pending_rotation(data, NOW + n)  # what the node does when it starts
+    monkeypatch.setattr("node.cli_keys._now_ms", lambda: NOW + 3)
     latest = parse_key_object(json.loads(_kith("key", "show", "--data", str(data)).output))
     assert len(latest.old_verify_keys) == 2
-    assert next(iter(first.verify_keys)) in latest.old_verify_keys
+    assert latest.old_verify_keys[next(iter(first.verify_keys))][1] == NOW + 1
     assert pin(first, latest) is latest
 
 

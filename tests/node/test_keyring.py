@@ -14,9 +14,12 @@ import threading
 from pathlib import Path
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from node.app import serve_node
+from node.config import NodeConfig
 from node.keys import (
     KEY_FILE_NAME,
     MAX_RETIRED_KEYS,
@@ -24,12 +27,14 @@ from node.keys import (
     KeyRing,
     NodeKey,
     RetiredKey,
+    apply_pending_rotation,
     load_key,
     load_keyring,
     load_or_create_key,
     load_or_create_keyring,
     parse_key_file,
     parse_keyring,
+    prepare_rotation,
     rotate_key,
 )
 from protocol import derive_key_id, encode_base64, signing_key_from_seed
@@ -277,3 +282,58 @@ def test_a_fresh_folder_gets_an_owner_only_single_line_file(tmp_path: Path) -> N
     assert path.read_text("ascii") == _current_line(ring.current)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert os.listdir(tmp_path / "new") == [KEY_FILE_NAME]
+
+
+# --- rotation prepared for the next start (kith key rotate) ---------------------------------
+
+
+def test_a_prepared_key_waits_in_the_file_and_is_taken_at_the_next_start(tmp_path: Path) -> None:
+    first, _ = load_or_create_key(tmp_path)
+    prepared = prepare_rotation(tmp_path)
+    assert (prepared.current, prepared.old) == (first, ())
+    assert prepared.next is not None
+    assert "ed25519-next " in (tmp_path / KEY_FILE_NAME).read_text()
+    assert load_keyring(tmp_path / KEY_FILE_NAME) == prepared
+    # Key objects made meanwhile still name only the current key: it stays valid.
+    keys = parse_key_object(prepared.key_object(SERVER, T0))
+    assert set(keys.verify_keys) == {first.key_id}
+    assert keys.old_verify_keys == {}
+    started = apply_pending_rotation(tmp_path, T0)
+    assert started.current == prepared.next
+    assert started.old == (RetiredKey(first, T0),)
+    assert started.next is None
+    assert load_keyring(tmp_path / KEY_FILE_NAME) == started
+    assert apply_pending_rotation(tmp_path, T0 + 1) == started  # nothing waits: no change
+
+
+def test_only_one_key_may_wait(tmp_path: Path) -> None:
+    load_or_create_key(tmp_path)
+    prepare_rotation(tmp_path)
+    with pytest.raises(KeyFileError, match="already waits"):
+        prepare_rotation(tmp_path)
+    text = (tmp_path / KEY_FILE_NAME).read_text()
+    extra = text + text.splitlines()[1].replace(text.splitlines()[1].split()[1], "x") + "\n"
+    with pytest.raises(KeyFileError):
+        parse_keyring(extra)
+
+
+def test_an_immediate_rotation_takes_the_waiting_key(tmp_path: Path) -> None:
+    load_or_create_key(tmp_path)
+    prepared = prepare_rotation(tmp_path)
+    assert rotate_key(tmp_path, T0).current == prepared.next
+
+
+async def test_a_node_takes_the_waiting_key_when_it_starts(tmp_path: Path) -> None:
+    config = NodeConfig(host="127.0.0.1", port=0, data_dir=tmp_path)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as running:
+            await running.start(serve_node, config)
+            prepared = prepare_rotation(tmp_path)  # the running node keeps its key
+            running.cancel_scope.cancel()
+        assert load_keyring(tmp_path / KEY_FILE_NAME) == prepared
+        async with trio.open_nursery() as again:
+            await again.start(serve_node, config)
+            ring = load_keyring(tmp_path / KEY_FILE_NAME)
+            assert ring.current == prepared.next
+            assert [r.key for r in ring.old] == [prepared.current]
+            again.cancel_scope.cancel()
