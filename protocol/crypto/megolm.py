@@ -7,8 +7,8 @@
   record of the indices it has decrypted (§3.9): the same message again is reported as a
   replay, another message under an index already seen is refused.
 
-Both are pickled for storage with :func:`~protocol.crypto.primitives.seal` under a 32-byte
-key the caller provides. Pure: randomness comes in as a ``random_bytes(n)`` callable.
+Both are pickled for storage (§3.10) with :func:`~protocol.crypto.primitives.seal` under a
+32-byte key the caller provides. Pure: randomness comes in as a ``random_bytes(n)`` callable.
 """
 
 from __future__ import annotations

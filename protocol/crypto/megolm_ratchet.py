@@ -2,7 +2,7 @@
 
 Part 3 moves on every message, part 2 every 2^8, part 1 every 2^16 and part 0 every 2^24
 messages; when a slower part moves, every faster part is re-seeded from it. So the ratchet
-can only be wound forwards, and winding it to any later index costs at most 4 * 256 hashes.
+can only be wound forwards, and winding it to any later index costs at most 1026 HMACs.
 
 A :class:`Ratchet` is an immutable value: advancing returns a new one.
 """
@@ -84,7 +84,7 @@ class Ratchet:
         return Ratchet(self._reseed_from(h, self._parts()), index)
 
     def advance_to(self, target: int) -> Ratchet:
-        """The ratchet at ``target`` (≥ ``index``) in at most 1020 hashes (§3.3).
+        """The ratchet at ``target`` (≥ ``index``) in at most 1026 HMACs (§3.3).
 
         From the slowest part to the fastest: a part whose counter digit must move d steps
         is hashed in place d - 1 times, and on the last step re-seeds itself and every
