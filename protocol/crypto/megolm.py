@@ -78,6 +78,8 @@ class OutboundGroupSession:
     """The sending side of a Megolm session: a ratchet and an Ed25519 signing key."""
 
     def __init__(self, ratchet: Ratchet, signing_seed: bytes) -> None:
+        if len(signing_seed) != KEY_BYTES:
+            raise LocalProtocolError(ErrorCode.BAD_KEY, f"an Ed25519 seed is {KEY_BYTES} bytes")
         self._ratchet = ratchet
         self._seed = signing_seed
         self._signing_key = SigningKey(signing_seed)

@@ -85,6 +85,19 @@ def test_only_the_fast_parts_move_within_a_period() -> None:
     assert top.part(0) != start.part(0)
 
 
+def test_a_session_is_used_up_before_its_last_index() -> None:
+    out = _outbound(MAX_INDEX - 1)
+    inbound = InboundGroupSession.from_session_key(out.session_key)
+    assert inbound.decrypt(out.encrypt(b"last"))[:2] == (b"last", MAX_INDEX - 1)
+    with pytest.raises(LocalProtocolError):
+        out.encrypt(b"one too many")
+    assert len(b64decode(inbound.export_at(MAX_INDEX))) == EXPORT_BYTES
+    with pytest.raises(LocalProtocolError):
+        inbound.export_at(MAX_INDEX + 1)
+    with pytest.raises(LocalProtocolError):
+        OutboundGroupSession(Ratchet(RATCHET_BYTES, 0), SEED[:31])
+
+
 # --- formats (§3.5 to §3.7) -------------------------------------------------------------------
 
 
