@@ -170,3 +170,29 @@ class Implementation(Protocol):
     def megolm_export(self, key: str, is_export: bool, index: int) -> str:
         """spec/e2ee.md §3.7: the export at ``index`` of the session made from ``key``."""
         ...
+
+    def olm_identity_keys(self, signing_seed: bytes, identity_private: bytes) -> dict[str, str]:
+        """spec/e2ee.md §2.1: ``{"curve25519": b64, "ed25519": b64}`` of an account whose
+        Ed25519 key has this seed and whose Curve25519 private key is these 32 bytes."""
+        ...
+
+    def olm_sign(self, signing_seed: bytes, message: bytes) -> str:
+        """spec/e2ee.md §2.1: the account's unpadded base64 signature of ``message``."""
+        ...
+
+    def olm_conversation(
+        self, alice: dict[str, bytes], bob: dict[str, bytes], steps: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """spec/e2ee.md §2.2 to §2.7: Alice (``signing_seed``, ``identity_private``,
+        ``base_private``, ``ratchet_private``) starts a session with Bob's one-time key
+        (Bob: ``signing_seed``, ``identity_private``, ``one_time_private``), then ``steps``
+        run in turn. A send step (``sender``, ``plaintext`` bytes, ``random``: the 32-byte
+        ratchet keys it may draw) gives ``{"type", "body"}``; a receive step (``receiver``,
+        ``type``, ``body``; Bob's first one starts his session) gives ``{"plaintext":
+        bytes}`` or ``{"error": code}``."""
+        ...
+
+    def olm_decode_message(self, message_type: int, body: str) -> dict[str, Any]:
+        """spec/e2ee.md §2.5: the fields of a message as in spec/vectors/olm.json
+        (``decode``), or ConformanceError(code)."""
+        ...

@@ -321,3 +321,49 @@ def test_megolm_session_key_or_export(impl: Implementation, case: dict[str, Any]
     with pytest.raises(ConformanceError) as caught:
         impl.megolm_import(case["key"], is_export)
     assert caught.value.code == case["error"]
+
+
+# --- Olm (spec/e2ee.md §2) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("account", cases("olm", "accounts"), ids=case_ids("olm", "accounts"))
+def test_olm_identity_keys_and_signature(impl: Implementation, account: dict[str, Any]) -> None:
+    seed = _seed(account["signing_seed"])
+    keys = impl.olm_identity_keys(seed, _seed(account["identity_private"]))
+    assert keys == account["identity_keys"]
+    assert impl.olm_sign(seed, account["signed"].encode()) == account["signature"]
+
+
+def test_olm_conversation(impl: Implementation) -> None:
+    case = load("olm")["conversation"]
+    alice = {name: _seed(value) for name, value in case["alice"].items()}
+    bob = {name: _seed(value) for name, value in case["bob"].items()}
+    steps = [
+        {
+            **step,
+            "plaintext": step["plaintext"].encode(),
+            "random": [_seed(r) for r in step["random"]],
+        }
+        if "sender" in step
+        else {k: step[k] for k in ("receiver", "type", "body")}
+        for step in case["steps"]
+    ]
+    expected = [
+        {"type": step["type"], "body": step["body"]}
+        if "sender" in step
+        else {"error": step["error"]}
+        if "error" in step
+        else {"plaintext": step["plaintext"].encode()}
+        for step in case["steps"]
+    ]
+    assert impl.olm_conversation(alice, bob, steps) == expected
+
+
+@pytest.mark.parametrize("case", cases("olm", "decode"), ids=case_ids("olm", "decode"))
+def test_olm_decode_message(impl: Implementation, case: dict[str, Any]) -> None:
+    if "fields" in case:
+        assert impl.olm_decode_message(case["type"], case["body"]) == case["fields"]
+        return
+    with pytest.raises(ConformanceError) as caught:
+        impl.olm_decode_message(case["type"], case["body"])
+    assert caught.value.code == case["error"]

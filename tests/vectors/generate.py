@@ -22,6 +22,7 @@ from tests.conformance.adapter import ConformanceError
 from tests.conformance.kith_adapter import ADAPTER, ID_CHECKS
 from tests.vectors.link import link_vectors
 from tests.vectors.megolm import megolm_vectors
+from tests.vectors.olm import olm_vectors
 from tests.vectors.rooms import auth_vectors, resolution_vectors
 from tests.vectors.server_keys import server_keys_vectors
 
@@ -650,6 +651,7 @@ GENERATORS = {
     "server_keys.json": server_keys_vectors,
     "link.json": link_vectors,
     "megolm.json": megolm_vectors,
+    "olm.json": olm_vectors,
 }
 
 
