@@ -1,4 +1,4 @@
-"""Olm state sealed for storage (spec/e2ee.md §2.8): JSON with base64 bytes, sealed with
+"""Olm state sealed for storage (spec/e2ee.md §2.7): JSON with base64 bytes, sealed with
 ``primitives.seal`` under the caller's 32-byte key.
 
 Sealed state is authenticated, so it can only be malformed if it was written by another

@@ -183,7 +183,7 @@ class Implementation(Protocol):
     def olm_conversation(
         self, alice: dict[str, bytes], bob: dict[str, bytes], steps: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """spec/e2ee.md §2.2 to §2.7: Alice (``signing_seed``, ``identity_private``,
+        """spec/e2ee.md §2.2 to §2.6: Alice (``signing_seed``, ``identity_private``,
         ``base_private``, ``ratchet_private``) starts a session with Bob's one-time key
         (Bob: ``signing_seed``, ``identity_private``, ``one_time_private``), then ``steps``
         run in turn. A send step (``sender``, ``plaintext`` bytes, ``random``: the 32-byte
