@@ -249,3 +249,58 @@ def _variations(valid: dict[str, object]) -> st.SearchStrategy[object]:
     return st.tuples(st.sampled_from(sorted(state)), _JSON).map(
         lambda t: {**valid, "state": {**state, t[0]: t[1]}}
     )
+
+
+def _near_misses(valid: OlmMessage) -> st.SearchStrategy[OlmMessage]:
+    """``valid`` with a byte changed, cut short or extended, under either type."""
+    raw = valid.to_bytes()
+    changed = st.tuples(st.integers(0, len(raw) - 1), st.integers(1, 255)).map(
+        lambda t: raw[: t[0]] + bytes([raw[t[0]] ^ t[1]]) + raw[t[0] + 1 :]
+    )
+    cut = st.integers(0, len(raw) - 1).map(lambda n: raw[:n])
+    extended = st.binary(min_size=1, max_size=8).map(lambda tail: raw + tail)
+    return st.tuples(st.sampled_from([0, 1]), changed | cut | extended | st.binary()).map(
+        lambda t: OlmMessage.from_bytes(*t)
+    )
+
+
+@settings(max_examples=60)
+@given(st.data())
+def test_anything_but_the_real_message_is_refused_and_changes_nothing(data: st.DataObject) -> None:
+    _, _, alice_session, bob_session = _pair()
+    for sender, receiver in [(bob_session, alice_session), (alice_session, bob_session)]:
+        valid = sender.encrypt(b"real", os.urandom)
+        bad = data.draw(
+            _near_misses(valid)
+            | st.text(max_size=80).map(lambda t: OlmMessage(MessageType.NORMAL, t))
+        )
+        before = receiver.to_state()
+        try:
+            receiver.decrypt(bad)
+        except ProtocolError as exc:
+            assert exc.code in (ErrorCode.BAD_MESSAGE, ErrorCode.BAD_BASE64)
+            assert receiver.to_state() == before
+        else:
+            assert bad.to_bytes() == valid.to_bytes()
+        assert receiver.decrypt(valid) == b"real"
+
+
+@settings(max_examples=40)
+@given(st.data())
+def test_any_would_be_pre_key_message_starts_a_session_or_is_refused(
+    data: st.DataObject,
+) -> None:
+    alice, bob = Account.create(os.urandom), Account.create(os.urandom)
+    bob.generate_one_time_keys(1, os.urandom)
+    (key,) = bob.one_time_keys.values()
+    valid = alice.create_outbound_session(bob.curve25519_key, key, os.urandom).encrypt(
+        b"x", os.urandom
+    )
+    bad = data.draw(_near_misses(valid))
+    try:
+        bob.create_inbound_session(alice.curve25519_key, bad)
+    except ProtocolError as exc:
+        assert exc.code in (ErrorCode.BAD_MESSAGE, ErrorCode.BAD_BASE64)
+        assert bob.stored_one_time_key_count == 1
+    else:
+        assert bad.to_bytes() == valid.to_bytes()

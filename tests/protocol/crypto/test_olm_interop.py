@@ -14,6 +14,8 @@ from typing import Any, cast
 
 import pytest
 import vodozemac as vz
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from protocol.crypto.olm_account import Account
 from protocol.crypto.olm_messages import OlmMessage
@@ -380,3 +382,35 @@ def test_sessions_carry_on_after_a_pickle_round_trip(alice_kind: str, bob_kind: 
                 end.session = Session.from_pickle(key, end.session.pickle(key, os.urandom))
         assert bob.decrypt(alice.encrypt(b"to bob")) == b"to bob"
         assert alice.decrypt(bob.encrypt(b"to alice")) == b"to alice"
+
+
+# --- any order of sends and deliveries ----------------------------------------------------------
+
+_ACTIONS = st.lists(
+    st.tuples(st.sampled_from(["a", "b"]), st.integers(1, 3))
+    | st.tuples(st.sampled_from(["to_a", "to_b"]), st.integers(0, 1000)),
+    max_size=24,
+)
+
+
+def _playable(actions: list[tuple[str, int]]) -> list[tuple[str, Any]]:
+    """``actions`` with each delivery pointed at a message actually sent by then."""
+    sent = {"a": 0, "b": 0}
+    script: list[tuple[str, Any]] = []
+    for action, number in actions:
+        if action in sent:
+            sent[action] += number
+            script.append((action, number))
+            continue
+        sender = "b" if action == "to_a" else "a"
+        if sent[sender]:
+            script.append((action, number % sent[sender]))
+    return script
+
+
+@settings(max_examples=40, deadline=None)
+@given(_ACTIONS)
+def test_any_schedule_ends_as_it_does_between_two_vodozemac_ends(
+    actions: list[tuple[str, int]],
+) -> None:
+    _same_as_vodozemac(_playable(actions))
