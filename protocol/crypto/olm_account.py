@@ -21,14 +21,23 @@ from typing import Any, Final
 
 import nacl.signing
 
-from protocol.crypto.olm_keys import (
+from protocol.crypto.olm_messages import (
+    MessageType,
+    OlmMessage,
+    PreKeyMessage,
+    StateReader,
+    b64,
+    decode_olm_message,
+    open_state,
+    seal_state,
+)
+from protocol.crypto.olm_session import (
+    Session,
+    SessionKeys,
     shared_secret_inbound,
     shared_secret_outbound,
     split_shared_secret,
 )
-from protocol.crypto.olm_messages import MessageType, OlmMessage, PreKeyMessage, decode_olm_message
-from protocol.crypto.olm_session import Session, SessionKeys
-from protocol.crypto.olm_state import StateReader, b64, open_state, seal_state
 from protocol.crypto.primitives import KEY_BYTES, RandomBytes, b64decode, b64encode, x25519_public
 from protocol.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 

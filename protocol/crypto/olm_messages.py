@@ -1,4 +1,5 @@
-"""Olm's two message encodings, byte for byte (spec/e2ee.md §2.5).
+"""Olm's encodings: the two messages, byte for byte (spec/e2ee.md §2.5), and accounts and
+sessions sealed for storage (§2.7).
 
 A normal message carries one ciphertext of a sending chain; a pre-key message wraps the
 first messages of a session with the keys the receiver needs to set the session up.
@@ -7,23 +8,32 @@ The encodings look like protobuf but are read as a fixed layout: every field pre
 tag order, with minimal varints. Receivers (vodozemac among them) authenticate their own
 re-encoding of what they parsed, so only the canonical form can be authenticated; refusing
 every other form at parse time keeps the bytes we check and the bytes we were sent equal.
+
+Stored state is JSON with base64 bytes, sealed with ``primitives.seal`` under the caller's
+32-byte key. It is authenticated, so it can only be malformed if another version or layout
+wrote it; reading it still checks every field, and any surprise is ``bad_message`` like
+any other bytes that do not parse.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 from protocol.crypto.primitives import (
     KEY_BYTES,
     MAC_BYTES,
+    RandomBytes,
     b64decode,
     b64encode,
     decode_varint,
     encode_varint,
+    open_sealed,
+    seal,
 )
-from protocol.errors import ErrorCode, RemoteProtocolError
+from protocol.errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 
 __all__ = [
     "VERSION",
@@ -31,9 +41,13 @@ __all__ = [
     "NormalMessage",
     "OlmMessage",
     "PreKeyMessage",
+    "StateReader",
+    "b64",
     "decode_olm_message",
+    "open_state",
     "parse_normal_message",
     "parse_pre_key_message",
+    "seal_state",
 ]
 
 VERSION: Final = 0x03
@@ -49,6 +63,7 @@ _IDENTITY_KEY_TAG: Final = 0x1A
 _MESSAGE_TAG: Final = 0x22
 
 _MAX_CHAIN_INDEX: Final = 2**64 - 1
+_STATE_FORMAT: Final = 1
 
 
 def _bad(message: str) -> RemoteProtocolError:
@@ -236,3 +251,96 @@ def decode_olm_message(message: OlmMessage) -> NormalMessage | PreKeyMessage:
     if message.type == MessageType.PRE_KEY:
         return parse_pre_key_message(raw)
     return parse_normal_message(raw)
+
+
+# --- state sealed for storage --------------------------------------------------------------
+
+
+def _check_key(key: bytes) -> None:
+    if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+        raise LocalProtocolError(ErrorCode.BAD_KEY, f"a pickle key is {KEY_BYTES} bytes")
+
+
+def seal_state(key: bytes, random_bytes: RandomBytes, kind: str, state: dict[str, Any]) -> bytes:
+    """``state`` (JSON of str, int, bool, None, lists and dicts) sealed under ``key``."""
+    _check_key(key)
+    document = {"format": _STATE_FORMAT, "kind": kind, "state": state}
+    return seal(key, random_bytes, json.dumps(document, sort_keys=True).encode())
+
+
+def open_state(key: bytes, data: bytes, kind: str) -> StateReader:
+    """The state :func:`seal_state` sealed, as a reader; ``bad_message`` otherwise."""
+    _check_key(key)
+    if not isinstance(data, bytes):
+        raise _bad("sealed state is bytes")
+    plain = open_sealed(key, data)
+    try:
+        document = json.loads(plain)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad("sealed state is not JSON") from exc
+    outer = StateReader(document, "sealed state")
+    if outer.integer("format") != _STATE_FORMAT or outer.text("kind") != kind:
+        raise _bad(f"sealed state is not a {kind} of format {_STATE_FORMAT}")
+    return outer.object("state")
+
+
+class StateReader:
+    """Typed access to one JSON object of stored state; ``bad_message`` on any mismatch."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise _bad(f"{where} is not an object")
+        self._value: dict[str, Any] = value
+        self._where = where
+
+    def _get(self, name: str) -> Any:
+        if name not in self._value:
+            raise _bad(f"{self._where} has no {name}")
+        return self._value[name]
+
+    def object(self, name: str) -> StateReader:
+        return StateReader(self._get(name), f"{self._where}.{name}")
+
+    def optional_object(self, name: str) -> StateReader | None:
+        return None if self._get(name) is None else self.object(name)
+
+    def objects(self, name: str) -> list[StateReader]:
+        items = self._get(name)
+        if not isinstance(items, list):
+            raise _bad(f"{self._where}.{name} is not a list")
+        return [StateReader(item, f"{self._where}.{name}[]") for item in items]
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise _bad(f"{self._where}.{name} is not a string")
+        return value
+
+    def integer(self, name: str) -> int:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise _bad(f"{self._where}.{name} is not a non-negative integer")
+        return value
+
+    def flag(self, name: str) -> bool:
+        value = self._get(name)
+        if not isinstance(value, bool):
+            raise _bad(f"{self._where}.{name} is not a boolean")
+        return value
+
+    def raw(self, name: str, length: int | None = KEY_BYTES) -> bytes:
+        try:
+            value = b64decode(self.text(name))
+        except ProtocolError as exc:
+            raise _bad(f"{self._where}.{name} is not base64") from exc
+        if length is not None and len(value) != length:
+            raise _bad(f"{self._where}.{name} is not {length} bytes")
+        return value
+
+    def optional_bytes(self, name: str) -> bytes | None:
+        return None if self._get(name) is None else self.raw(name)
+
+
+def b64(data: bytes) -> str:
+    """Bytes as stored: unpadded base64."""
+    return b64encode(data)

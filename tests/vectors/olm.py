@@ -15,14 +15,6 @@ import hashlib
 from typing import Any
 
 from protocol.crypto.olm_account import Account, key_id
-from protocol.crypto.olm_keys import (
-    advance_chain,
-    advance_root,
-    message_keys,
-    shared_secret_inbound,
-    shared_secret_outbound,
-    split_shared_secret,
-)
 from protocol.crypto.olm_messages import (
     MessageType,
     NormalMessage,
@@ -30,7 +22,15 @@ from protocol.crypto.olm_messages import (
     PreKeyMessage,
     decode_olm_message,
 )
-from protocol.crypto.olm_session import Session
+from protocol.crypto.olm_session import (
+    Session,
+    advance_chain,
+    advance_root,
+    message_keys,
+    shared_secret_inbound,
+    shared_secret_outbound,
+    split_shared_secret,
+)
 from protocol.crypto.primitives import RandomBytes, b64encode, x25519_public
 from protocol.errors import ProtocolError
 

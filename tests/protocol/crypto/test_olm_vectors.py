@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from protocol.crypto.olm_keys import (
+from protocol.crypto.olm_messages import OlmMessage, PreKeyMessage, decode_olm_message
+from protocol.crypto.olm_session import (
     advance_chain,
     advance_root,
     message_keys,
@@ -24,7 +25,6 @@ from protocol.crypto.olm_keys import (
     shared_secret_outbound,
     split_shared_secret,
 )
-from protocol.crypto.olm_messages import OlmMessage, PreKeyMessage, decode_olm_message
 from protocol.crypto.primitives import b64decode, x25519_public
 from tests.conformance.kith_adapter import ADAPTER
 from tests.conformance.vectors import load
