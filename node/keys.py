@@ -77,7 +77,7 @@ __all__ = [
 
 KEY_FILE_NAME: Final = "signing.key"
 MAX_RETIRED_KEYS: Final = 256
-"""Retired keys a key file may hold; the key object lists the newest 32 (§1.1)."""
+"""Retired keys a key file may hold; the key object lists them all (§1.1 allows 256)."""
 _ALGORITHM: Final = "ed25519"
 _RETIRED: Final = "ed25519-old"
 _NEXT: Final = "ed25519-next"
@@ -133,8 +133,9 @@ class KeyRing:
     def key_object(self, server_name: str, ts: int) -> JsonObject:
         """This node's key object made at ``ts`` (spec/federation.md §1.1).
 
-        Lists the newest 32 retired keys (the most §1.1 allows) and is co-signed by every
-        retired key, listed or not, so each peer's pin leads to it (§1.2).
+        Lists every retired key — an event signed with any of them must stay verifiable for
+        a peer that pins this object — and is co-signed by each, so each peer's pin leads to
+        it (§1.2).
         """
         newest = sorted(self.old, key=lambda retired: retired.expired_ts, reverse=True)
         return build_key_object(

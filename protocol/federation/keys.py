@@ -57,7 +57,7 @@ KEY_OBJECT_MEMBERS: Final = frozenset(
     {"server_name", "ts", "verify_keys", "old_verify_keys", "signatures"}
 )
 MAX_CURRENT_KEYS: Final = 4
-MAX_OLD_KEYS: Final = 32
+MAX_OLD_KEYS: Final = 256
 _CURRENT_MEMBERS: Final = frozenset({"key"})
 _OLD_MEMBERS: Final = frozenset({"key", "expired_ts"})
 _PREFIX: Final = ED25519 + ":"

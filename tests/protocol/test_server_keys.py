@@ -134,7 +134,7 @@ def test_a_co_signer_that_is_also_current_signs_once() -> None:
         (SERVER, T0, [A, A], [], ErrorCode.BAD_KEY),
         (SERVER, T0, [A], [OldKey(A.verify_key, 0)], ErrorCode.BAD_KEY),
         (SERVER, T0, [A], [OldKey(B.verify_key, 0), OldKey(B.verify_key, 1)], ErrorCode.BAD_KEY),
-        (SERVER, T0, [A], [OldKey(_key(str(n)).verify_key, n) for n in range(33)], "bad_key"),
+        (SERVER, T0, [A], [OldKey(_key(str(n)).verify_key, n) for n in range(257)], "bad_key"),
     ],
 )
 def test_building_what_section_1_1_cannot_express_is_our_mistake(

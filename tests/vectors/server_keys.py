@@ -2,11 +2,11 @@
 
 Everything is made from fixed seeds, listed in the file's ``keys`` section: ``A``, ``B`` and
 ``C`` are the seeds of spec/vectors/signing.json, ``D``..``F`` are SHA-256 of
-``"kith test vector seed <letter>"``, and ``old0``..``old32`` SHA-256 of
+``"kith test vector seed <letter>"``, and ``old0``..``old256`` SHA-256 of
 ``"kith test vector old key <n>"``. Ed25519 signing is deterministic, so the file is the
-same on every run. ``tests/vectors/generate.py`` should list :func:`server_keys_vectors`
-under ``server_keys.json``; until it does, ``python -m tests.vectors.server_keys`` writes
-the file and ``tests/protocol/test_server_keys.py`` checks that it is current.
+same on every run. ``tests/vectors/generate.py`` lists :func:`server_keys_vectors` under
+``server_keys.json``, and ``tests/protocol/test_vectors_are_current.py`` checks that the
+file is current.
 """
 
 from __future__ import annotations
@@ -21,7 +21,13 @@ from typing import Any
 from protocol import encode_base64, encode_verify_key, sign_json
 from protocol.canonical_json import MAX_SAFE_INTEGER, JsonObject
 from protocol.errors import ProtocolError
-from protocol.federation.keys import OldKey, build_key_object, parse_key_object, pin
+from protocol.federation.keys import (
+    MAX_OLD_KEYS,
+    OldKey,
+    build_key_object,
+    parse_key_object,
+    pin,
+)
 from protocol.signing import derive_key_id, signing_key_from_seed
 
 VECTORS_FILE = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "server_keys.json"
@@ -38,7 +44,7 @@ SEEDS: dict[str, bytes] = {
     },
     **{
         f"old{n}": hashlib.sha256(f"kith test vector old key {n}".encode()).digest()
-        for n in range(33)
+        for n in range(MAX_OLD_KEYS + 1)
     },
 }
 KEYS = {name: signing_key_from_seed(seed) for name, seed in SEEDS.items()}
@@ -124,9 +130,9 @@ def _make_vectors() -> list[dict[str, Any]]:
 # --- checking (§1.1) ------------------------------------------------------------------------
 
 
-def _thirty_two_old_keys() -> list[tuple[str, int]]:
-    """32 retired keys, the most a key object lists."""
-    return [(f"old{n}", T0 - n - 1) for n in range(32)]
+def _most_old_keys() -> list[tuple[str, int]]:
+    """As many retired keys as a key object may list."""
+    return [(f"old{n}", T0 - n - 1) for n in range(MAX_OLD_KEYS)]
 
 
 def _check_cases() -> list[tuple[str, Any]]:
@@ -134,12 +140,13 @@ def _check_cases() -> list[tuple[str, Any]]:
     rotated = _make(["C"], [("A", T0 - 2 * HOUR), ("B", T0 - HOUR)], ["A", "B"])
     sig_a = one["signatures"][SERVER][_qid("A")]
     bad_sig_a = ("A" if sig_a[0] != "A" else "B") + sig_a[1:]
-    many_old = _make(["A", "B", "C", "D"], _thirty_two_old_keys())
+    many_old = _make(["A", "B", "C", "D"], _most_old_keys())
+    extra = f"old{MAX_OLD_KEYS}"
     too_many_old = {
         **many_old,
         "old_verify_keys": {
             **many_old["old_verify_keys"],
-            _qid("old32"): {"key": _pub("old32"), "expired_ts": T0},
+            _qid(extra): {"key": _pub(extra), "expired_ts": T0},
         },
     }
     five = {_qid(n): {"key": _pub(n)} for n in "ABCDE"}
@@ -158,7 +165,7 @@ def _check_cases() -> list[tuple[str, Any]]:
         ("valid: two current keys", _make(["A", "B"])),
         ("valid: with old keys, co-signed", rotated),
         ("valid: old keys need not sign", _make(["C"], [("A", T0), ("B", T0)])),
-        ("valid: 4 current keys and 32 old keys", many_old),
+        (f"valid: 4 current keys and {MAX_OLD_KEYS} old keys", many_old),
         (
             "valid: signatures by other entities are ignored",
             {**one, "signatures": {**one["signatures"], "b.example": {"x": 1}, "c": "junk"}},
@@ -185,7 +192,7 @@ def _check_cases() -> list[tuple[str, Any]]:
         # step 3
         ("step 3: verify_keys empty", with_current({}, [])),
         ("step 3: five current keys", with_current(five, [(n, _qid(n)) for n in "ABCDE"])),
-        ("step 3: 33 old keys", too_many_old),
+        (f"step 3: {MAX_OLD_KEYS + 1} old keys", too_many_old),
         ("step 3: verify_keys not an object", {**one, "verify_keys": [a_entry]}),
         ("step 3: old_verify_keys not an object", {**one, "old_verify_keys": []}),
         (
