@@ -55,8 +55,11 @@ def _bad_sender(peer: FakePeer) -> dict[str, Any]:
 
 
 def _oversized(peer: FakePeer) -> dict[str, Any]:
-    event = peer.event(room_id=NO_ROOM, event_type="org.example.blob", content={})[0]
-    return {**event, "content": {"blob": "x" * 600_000}}
+    """Over the size limit even in redacted form: power levels keep ``events`` (events.md
+    §4.2). (An event only its content makes too large is kept redacted, §7 step 2.)"""
+    event = peer.event(room_id=NO_ROOM, event_type="power_levels", state_key="", content={})[0]
+    levels = {f"org.example.t{n:06}": 50 for n in range(30_000)}
+    return {**event, "content": {"events": levels}}
 
 
 def _unknown_key(peer: FakePeer) -> dict[str, Any]:

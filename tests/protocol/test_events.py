@@ -186,9 +186,32 @@ def test_events_over_the_size_limit_are_refused_when_signing_and_verifying() -> 
     exact = sign_event(_message("hi" + "x" * (padding - 1)), "a.example", ID_A, KEY_A)
     assert event_size(exact) == MAX_EVENT_BYTES
     verify_event(exact, KEYS)
+    # One byte over: the signed (redacted) form is small, so it is kept in that form
+    # (events.md §7 step 2), as every node that gets either form keeps it.
     too_big = {**exact, "content": {"body": exact["content"]["body"] + "x", "msgtype": "text"}}
+    verified = verify_event(too_big, KEYS)
+    assert verified.redacted
+    assert verified.event == redact_event(exact)
+    assert verified.event_id == compute_event_id(exact)
+    assert verify_event(redact_event(exact), KEYS).event_id == verified.event_id
+
+
+def test_an_event_too_large_even_in_redacted_form_is_refused() -> None:
+    """A create event keeps its whole content when redacted (events.md §4.2)."""
+    create = build_event(
+        event_type="create",
+        sender="@alice:a.example",
+        state_key="",
+        content={"creator": "@alice:a.example", "room_version": "1", "pad": "x" * 1000},
+        prev_events=[],
+        auth_events=[],
+        depth=0,
+        origin_server_ts=1,
+    )
+    signed = sign_event(create, "a.example", ID_A, KEY_A)
+    grown = {**signed, "content": {**signed["content"], "pad": "x" * MAX_EVENT_BYTES}}
     with pytest.raises(RemoteProtocolError) as received:
-        verify_event(too_big, KEYS)
+        verify_event(grown, KEYS)
     assert received.value.code is ErrorCode.TOO_LARGE
 
 

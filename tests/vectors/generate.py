@@ -537,6 +537,11 @@ def _verify_cases(signed_by_name: dict[str, dict[str, Any]]) -> list[dict[str, A
         ("type without a dot that the protocol does not define", {**message, "type": "poll"}, both),
         ("float in content", {**message, "content": {"n": 1.5}}, both),
         (
+            "content over the size limit: the signed form is kept (events.md §7 step 2)",
+            {**message, "content": {"body": "x" * protocol.MAX_EVENT_BYTES, "msgtype": "text"}},
+            both,
+        ),
+        (
             "too many prev_events",
             {**message, "prev_events": [_hash_id("$", str(i)) for i in range(21)]},
             both,
