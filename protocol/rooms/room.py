@@ -114,6 +114,8 @@ class Room:
         """Start from the room's verified create event; refuse a room no one can judge."""
         self._graph = RoomGraph(create_id, create_event)
         self._index = _StateIndex(self._graph.nodes)
+        self._redactions_waiting: dict[str, list[str]] = {}
+        """Accepted redactions by the id of a target not in the graph yet."""
         root = self._graph.nodes[create_id]
         reason = authorize(create_event, self._index)
         if reason is not None:
@@ -182,17 +184,32 @@ class Room:
         else:
             self._resolve_from(min(node.depth for node in inserted), set(inserted), changes)
         self._apply_redactions(changes.accepted)
+        self._apply_waiting_redactions(node.event_id for node in inserted)
         return changes
 
     def _apply_redactions(self, accepted: Iterable[str]) -> None:
         """rooms.md §5 "Redactions": the target of a redaction accepted now, if it takes
-        effect, is held in its redacted form from now on (no verdict changes)."""
+        effect, is held in its redacted form from now on (no verdict changes). A redaction
+        of an event not in the graph yet waits for it."""
         nodes = self._graph.nodes
         for event_id in accepted:
             if nodes[event_id].event["type"] == _REDACTION:
                 target = self.redaction_target(event_id)
                 if target is not None:
                     nodes[target].event = redact_event(nodes[target].event)
+                    continue
+                redacts = nodes[event_id].event["content"].get("redacts")
+                if type(redacts) is str and redacts not in nodes:
+                    self._redactions_waiting.setdefault(redacts, []).append(event_id)
+
+    def _apply_waiting_redactions(self, inserted: Iterable[str]) -> None:
+        """A target that arrives after its redaction is held redacted as well, as on a node
+        that had it first: the stored form does not depend on the order of arrival."""
+        nodes = self._graph.nodes
+        for event_id in inserted:
+            for redaction_id in self._redactions_waiting.pop(event_id, ()):
+                if self.redaction_target(redaction_id) == event_id:
+                    nodes[event_id].event = redact_event(nodes[event_id].event)
 
     def _append(self, node: Node, changes: Changes) -> None:
         """state.md §8: an event concurrent with nothing is a cut, checked once."""

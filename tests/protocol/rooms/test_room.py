@@ -219,3 +219,19 @@ def test_membership_before_an_event_follows_the_canonical_order_not_arrival() ->
     assert room.membership_before(joined, U) == "leave"  # a member event: the state before
     assert room.membership_before(back, U) == "invite"
     assert not room.is_before_a_membership_change(back)
+
+
+def test_a_target_that_arrives_after_its_redaction_is_held_redacted() -> None:
+    """The stored form does not depend on arrival order: a node that gets the redaction
+    first holds the target redacted once it comes, like a node that had the target first."""
+    b = RoomBuilder()
+    base = b.say(A, "before")
+    target = b.say(A, "secret", parents=[base])
+    redaction = b.send(A, "redaction", {"redacts": target}, parents=[base])
+    in_order, reversed_order = _room(b), _room(b)
+    _add_all(in_order, b)
+    for event_id in [e for e in b.order[1:] if e != target] + [target]:
+        reversed_order.add({event_id: b.events[event_id]})
+    assert reversed_order.is_accepted(redaction)
+    assert reversed_order.event(target)["content"] == {}
+    assert reversed_order.event(target) == in_order.event(target)
