@@ -8,6 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from protocol.canonical_json import encode_trusted_json
+from protocol.device_keys import (
+    MAX_QUERY_USERS,
+    MAX_UPLOADED_ONE_TIME_KEYS,
+    check_claim_request,
+)
 from protocol.errors import ErrorCode, RemoteProtocolError
 from protocol.events import MAX_TYPE_LENGTH
 from protocol.ids import (
@@ -248,6 +253,40 @@ _SYNC = (
     ),
 )
 
+
+def _keys_request(op: str, summary: str, /, **fields: Field) -> OpSpec:
+    """An op of device keys: asked by a device of its node, and by a node of another
+    (spec/client.md §9, spec/federation.md §10), with the same params."""
+    return OpSpec(
+        name=op,
+        kind=OpKind.REQUEST,
+        endpoints=frozenset({Endpoint.CLIENT, Endpoint.FEDERATION}),
+        senders=frozenset({Role.CLIENT, Role.NODE}),
+        params=Schema(fields),
+        summary=summary,
+    )
+
+
+_KEYS = (
+    _request(
+        "upload_keys",
+        "Publish this device's identity keys, one-time keys and fallback key.",
+        device_keys=Field(dict, required=False),
+        one_time_keys=Field(dict, required=False, max_length=MAX_UPLOADED_ONE_TIME_KEYS),
+        fallback_key=Field(dict, required=False, max_length=1),
+    ),
+    _keys_request(
+        "query_keys",
+        "The identity keys of every device of some users.",
+        user_ids=Field(list, max_length=MAX_QUERY_USERS, items=USER),
+    ),
+    _keys_request(
+        "claim_keys",
+        "Take one one-time key (or the fallback key) of each of some devices.",
+        one_time_keys=Field(dict, check=check_claim_request),
+    ),
+)
+
 PUSHES = (
     _push(
         "sync_batch",
@@ -271,7 +310,7 @@ PUSHES = (
     _push("signed_out", "This device was logged out or revoked.", reason=Field(str, max_length=64)),
 )
 
-CLIENT_OPS: tuple[OpSpec, ...] = (*_SESSION, *_ROOMS, *_MESSAGES, *_SYNC, *PUSHES)
+CLIENT_OPS: tuple[OpSpec, ...] = (*_SESSION, *_ROOMS, *_MESSAGES, *_SYNC, *_KEYS, *PUSHES)
 
 REQUESTS_BEFORE_AUTH = frozenset({"ping", "register", "login", "authenticate"})
 """The only requests a connection may make before it is bound to a device."""

@@ -69,6 +69,8 @@ class ErrorCode(StrEnum):
     """The user or the node has as many connections as it allows."""
     CLOCK_SKEW = "clock_skew"
     """A signed statement's time is too far from the receiver's clock (spec/federation.md §2.2)."""
+    UNREACHABLE = "unreachable"
+    """Another node could not be asked: no link to it, or no answer in time."""
     BAD_MESSAGE = "bad_message"
     """An encrypted message or sealed state does not parse or authenticate (spec/e2ee.md)."""
     INTERNAL_ERROR = "internal_error"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from node.api import accounts, messages, presence, rooms, sync, system
+from node.api import accounts, keys, messages, presence, rooms, sync, system
 from node.dispatch import Handler
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ __all__ = ["handlers"]
 
 def handlers(node: Node) -> dict[str, Handler]:
     """Every op ``node`` answers, on both sockets, mapped to its handler."""
-    return {
+    table: dict[str, Handler] = {
         "ping": system.ping,
         **accounts.handlers(node),
         **rooms.room_handlers(
@@ -34,4 +34,6 @@ def handlers(node: Node) -> dict[str, Handler]:
         ),
         **sync.sync_handlers(node.services.stream),
         **presence.presence_handlers(node.services.presence),
+        **keys.key_handlers(node.services.device_keys, node.federation, node.server_name),
     }
+    return keys.nudging_on_removal(table, node.services.device_keys)

@@ -1,9 +1,10 @@
-"""Presence, typing and receipts between nodes (spec/federation.md §8).
+"""Presence, typing, receipts and device-list changes between nodes (spec/federation.md §8).
 
-Outbound, the relay listens to the local services: a local user's presence change goes to
-every server that shares a joined room with the user; a typing notice or a receipt goes to
-the room's other servers. Each becomes an EDU that waits in the outbox's memory for the
-next transaction to that server — best-effort, never stored. When a link to a server comes
+Outbound, the relay listens to the local services: a local user's presence change, and a
+change of their device list, goes to every server that shares a joined room with the user;
+a typing notice or a receipt goes to the room's other servers. Each becomes an EDU that
+waits in the outbox's memory for the next transaction to that server — best-effort, never
+stored. When a link to a server comes
 up, the relay also sends it the presence of every local user it shares a room with, so a
 node that restarted, or was cut off while someone came or went, is told the present state
 without waiting for the next change; and when a user joins a room, the servers that become
@@ -23,6 +24,7 @@ import trio
 
 from node.federation.outbox import Outbox
 from node.log import get_log
+from node.services.device_keys import DeviceKeyService
 from node.services.ephemeral import Receipts, Typing
 from node.services.presence import Presence
 from node.services.rooms import RoomService
@@ -48,17 +50,20 @@ class EphemeralRelay:
         presence: Presence,
         typing: Typing,
         receipts: Receipts,
+        device_keys: DeviceKeyService,
         outbox: Outbox,
     ) -> None:
         self._rooms = rooms
         self._presence = presence
         self._typing = typing
         self._receipts = receipts
+        self._device_keys = device_keys
         self._outbox = outbox
         presence.on_local_change.append(self._presence_changed)
         typing.on_local_change.append(self._typing_changed)
         receipts.on_local_change.append(self._receipt_moved)
         rooms.on_joined.append(self._members_joined)
+        device_keys.on_local_change.append(self._device_list_changed)
         self._down_since: dict[str, float] = {}
         self._down_changed = trio.Event()
 
@@ -85,6 +90,15 @@ class EphemeralRelay:
         content = {"room_id": room_id, "user_id": user_id, "event_id": event_id}
         edu = {"type": "receipt", "content": content}
         self._outbox.queue_edu(self._servers_of_room(room_id), edu)
+
+    def _device_list_changed(self, user_id: str) -> None:
+        """§8.1: a local user's device list changed; every server sharing a room hears."""
+        servers: set[str] = set()
+        for room_id in self._rooms.rooms_joined_by(user_id):
+            servers |= self._servers_of_room(room_id)
+        if servers:
+            edu = {"type": "device_list_update", "content": {"user_id": user_id}}
+            self._outbox.queue_edu(sorted(servers), edu)
 
     def _members_joined(self, joined: list[tuple[str, str]]) -> None:
         """§8.1: new contacts across servers learn each other's presence. A local user's
@@ -179,6 +193,9 @@ class EphemeralRelay:
             if room is None or edu.actor not in self._rooms.members(room).joined:
                 return False
             self._typing.apply(edu.actor, room.room_id, content["typing"], content["timeout_ms"])
+            return True
+        if edu.type == "device_list_update":
+            await self._device_keys.announce([edu.actor])
             return True
         return await self._receipts.apply_remote(edu.actor, content["room_id"], content["event_id"])
 

@@ -7,6 +7,7 @@
 * ``get_missing`` and ``backfill``: events of a room the peer has (had) a user in (§5).
 * ``sign_invite``: co-sign an invite of one of this node's users (§7).
 * ``to_device``: store messages for this node's devices (§8), answered once committed.
+* ``peer_ops`` answer the rest: ``query_keys`` and ``claim_keys`` (§10).
 
 A transaction's EDUs (§8) go to the ``on_edus`` handler after its events.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -82,6 +83,7 @@ class Inbound:
         on_edus: Callable[[str, list[Any]], Awaitable[None]],
         on_to_device: Callable[[str, list[ToDeviceMessage]], Awaitable[None]],
         limits: FetchLimits | None = None,
+        peer_ops: Mapping[str, Callable[[str, JsonObject], Awaitable[JsonObject]]] | None = None,
     ) -> None:
         self._server_name = server_name
         self._key = key
@@ -92,6 +94,8 @@ class Inbound:
         self._on_edus = on_edus
         self._on_to_device = on_to_device
         self._limits = limits or FetchLimits()
+        self._peer_ops = dict(peer_ops or {})
+        """Ops answered elsewhere, with the peer's name (§10: device keys)."""
         self._acquiring: dict[str, trio.Lock] = {}
 
     async def __call__(self, link: PeerLink, op: str, params: JsonObject) -> JsonObject:
@@ -105,6 +109,9 @@ class Inbound:
             return await self._sign_invite(link, params)
         if op == "to_device":
             return await self._to_device(link, params)
+        answer = self._peer_ops.get(op)
+        if answer is not None and link.peer is not None:
+            return await answer(link.peer, params)
         raise RemoteProtocolError(ErrorCode.UNKNOWN_OP, f"this node does not implement {op!r}")
 
     # --- §4: receiving events -----------------------------------------------------------

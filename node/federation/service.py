@@ -1,8 +1,9 @@
 """Federation as the node and its client API see it (spec/federation.md).
 
 Builds the key store, the links, the outbox and the inbound handler around the node's
-rooms, and offers the two actions that need another node before anything is stored:
-inviting a user of another server (§7) and joining a room this node does not hold (§6).
+rooms, and offers the actions that need another node: inviting a user of another server
+(§7), joining a room this node does not hold (§6), and asking for the device keys of
+other servers' users (§10).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -28,13 +29,19 @@ from node.log import get_log
 from node.services.accounts import Accounts
 from node.services.wiring import Services
 from node.storage.db import Database
-from protocol import ErrorCode, EventType, RemoteProtocolError, parse_user_id
+from protocol import ErrorCode, EventType, JsonObject, RemoteProtocolError, parse_user_id
+from protocol.device_keys import fit_answer, parse_claim_answer, parse_query_answer
 from protocol.events import verify_countersignature
 from protocol.federation.keys import parse_key_object
+from protocol.wire import MAX_FRAME_BYTES, Endpoint
 
 __all__ = ["Federation"]
 
 log = get_log(__name__)
+
+KEYS_TIMEOUT_S: Final = 10.0
+"""§10: how long a client's ``query_keys``/``claim_keys`` waits for another server."""
+_KEYS_ANSWER_BYTES: Final = MAX_FRAME_BYTES[Endpoint.FEDERATION] - 512 * 1024
 
 
 class Federation:
@@ -55,6 +62,7 @@ class Federation:
         self._keyring = keyring
         self._clock_ms = clock_ms
         self._rooms = rooms = services.rooms
+        self._device_keys = services.device_keys
         # One key object per start: a fresh ``ts`` on every link would make peers re-pin it.
         key_object = keyring.key_object(config.server_name, clock_ms())
         own = parse_key_object(key_object)
@@ -69,6 +77,7 @@ class Federation:
             on_edus=self._receive_edus,
             on_to_device=services.to_device.receive_remote,
             limits=limits or FetchLimits(),
+            peer_ops={"query_keys": self._answer_query, "claim_keys": self._answer_claim},
         )
         identity = LinkIdentity(
             server_name=config.server_name,
@@ -88,6 +97,7 @@ class Federation:
             presence=services.presence,
             typing=services.typing,
             receipts=services.receipts,
+            device_keys=services.device_keys,
             outbox=self.outbox,
         )
         self.links.on_link_up.append(self.ephemeral.link_up)
@@ -157,6 +167,49 @@ class Federation:
             raise RemoteProtocolError(ErrorCode.BAD_EVENT, f"{server} changed the invite")
         await rooms.store_signed(room, event_id, cosigned)
         return event_id
+
+    # --- §10: device keys ---------------------------------------------------------------
+
+    async def _ask(self, server: str, op: str, params: JsonObject) -> JsonObject:
+        """One request to ``server``; ``unreachable`` when no answer can be had."""
+        try:
+            link = await self.links.get(server)
+            return await link.request(op, params, timeout=KEYS_TIMEOUT_S)
+        except (LinkError, LinkClosedError, trio.TooSlowError) as exc:
+            raise RemoteProtocolError(ErrorCode.UNREACHABLE, f"{server}: {exc}"[:500]) from exc
+
+    async def query_keys(
+        self, server: str, user_ids: list[str]
+    ) -> tuple[dict[str, dict[str, JsonObject]], list[str]]:
+        """The identity keys of ``server``'s ``user_ids`` that check out, and the users it
+        left out of its answer (to be asked again)."""
+        answer = await self._ask(server, "query_keys", {"user_ids": user_ids})
+        wanted = frozenset(user_ids)
+        incomplete = answer.get("incomplete", [])
+        left = [u for u in incomplete if u in wanted] if type(incomplete) is list else []
+        return parse_query_answer(answer, server, wanted), left
+
+    async def claim_keys(
+        self, server: str, wanted: dict[str, dict[str, str]]
+    ) -> dict[str, dict[str, dict[str, JsonObject]]]:
+        """One key of each named device of ``server``'s users, as its node handed them out."""
+        answer = await self._ask(server, "claim_keys", {"one_time_keys": wanted})
+        return parse_claim_answer(answer, server, wanted)
+
+    async def _answer_query(self, peer: str, params: JsonObject) -> JsonObject:
+        """§10 ``query_keys``: this node's users only, within the frame."""
+        devices = await self._device_keys.query(params["user_ids"])
+        kept, left = fit_answer(devices, _KEYS_ANSWER_BYTES)
+        answer: JsonObject = {"devices": kept}
+        if left:
+            answer["incomplete"] = left
+        return answer
+
+    async def _answer_claim(self, peer: str, params: JsonObject) -> JsonObject:
+        """§10 ``claim_keys``: keys of this node's users' devices, each handed out once."""
+        claimed = await self._device_keys.claim(params["one_time_keys"])
+        log.info("keys_claimed", peer=peer, devices=sum(len(d) for d in claimed.values()))
+        return {"one_time_keys": claimed}
 
     # --- §6: joining a room held elsewhere -----------------------------------------------
 

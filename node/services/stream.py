@@ -10,7 +10,8 @@ reading committed items, then switches to live delivery; live items that arrive 
 catches up wait in a buffer, so the device sees every item once, in order.
 
 The stream owns the ``stream`` table, the ``devices.cursor`` column and, with the to-device
-service, the ``to_device`` table.
+service, the ``to_device`` table; with the device-keys service, ``user_items``: items that
+belong to no room, for all of a user's devices or one of them.
 """
 
 from __future__ import annotations
@@ -355,7 +356,7 @@ class Stream:
             sender_device,
             txn_id,
         ) = row
-        if kind == "to_device":
+        if room_id is None:  # a to-device message or a user item: the row is the item
             return {"position": position, "kind": kind, **json.loads(data)}
         if kind == "event" and data is not None:  # a late event's audience (client.md §5)
             if syncing.user_id not in json.loads(data):
@@ -464,12 +465,18 @@ _TO_DEVICE_COLUMNS = (
     "json_object('sender', t.sender, 'sender_device', t.sender_device, 'type', t.type, "
     "'content', json(t.content)), NULL, NULL, NULL, NULL"
 )
+_USER_ITEM_COLUMNS = "u.position, u.kind, NULL, NULL, u.user_id, u.data, NULL, NULL, NULL, NULL"
+_USER_ITEM_FILTER = (
+    "u.user_id = ? AND (u.device_id IS NULL OR u.device_id = ?) "
+    "AND u.position > ? AND u.position <= ?"
+)
 
 
 def _max_position(conn: sqlite3.Connection) -> int:
     row = conn.execute(
         "SELECT max(p) FROM (SELECT max(position) AS p FROM stream UNION ALL "
-        "SELECT max(position) FROM to_device UNION ALL SELECT max(position) FROM events)"
+        "SELECT max(position) FROM to_device UNION ALL SELECT max(position) FROM events "
+        "UNION ALL SELECT max(position) FROM user_items)"
     ).fetchone()
     return int(row[0] or 0)
 
@@ -504,15 +511,17 @@ def _read_items(
     upto: int,
     limit: int,
 ) -> list[tuple[Any, ...]]:
-    """Room items and to-device messages in ``(after, upto]``, by position, at most ``limit``."""
+    """Room items, to-device messages and the user's items in ``(after, upto]``, by
+    position, at most ``limit``."""
     return conn.execute(
         f"SELECT * FROM (SELECT {_ITEM_COLUMNS} FROM stream s LEFT JOIN events e "
         f"ON e.event_id = s.event_id AND s.kind = 'event' "
         f"WHERE s.position > ? AND s.position <= ? AND s.room_id IN ({_in(rooms)}) "
         f"UNION ALL SELECT {_TO_DEVICE_COLUMNS} FROM to_device t "
-        f"WHERE t.user_id = ? AND t.device_id = ? AND t.position > ? AND t.position <= ?) "
+        f"WHERE t.user_id = ? AND t.device_id = ? AND t.position > ? AND t.position <= ? "
+        f"UNION ALL SELECT {_USER_ITEM_COLUMNS} FROM user_items u WHERE {_USER_ITEM_FILTER}) "
         f"ORDER BY 1 LIMIT ?",
-        (after, upto, *rooms, user_id, device_id, after, upto, limit),
+        (after, upto, *rooms, *(user_id, device_id, after, upto) * 2, limit),
     ).fetchall()
 
 
@@ -526,7 +535,8 @@ def _read_tails(
     upto: int,
     tail: int,
 ) -> list[tuple[Any, ...]]:
-    """The newest ``tail`` events of each room in the range, and every to-device message."""
+    """The newest ``tail`` events of each room in the range, and every to-device message and
+    user item (they are never skipped)."""
     rows: list[tuple[Any, ...]] = []
     for room_id in rooms:
         newest = conn.execute(
@@ -543,6 +553,12 @@ def _read_tails(
             (user_id, device_id, after, upto),
         ).fetchall()
     )
+    rows.extend(
+        conn.execute(
+            f"SELECT {_USER_ITEM_COLUMNS} FROM user_items u WHERE {_USER_ITEM_FILTER}",
+            (user_id, device_id, after, upto),
+        ).fetchall()
+    )
     rows.sort(key=lambda row: int(row[0]))
     return rows
 
@@ -552,7 +568,8 @@ def _store_ack(conn: sqlite3.Connection, *, user_id: str, device_id: str, positi
         "UPDATE devices SET cursor = max(cursor, ?) WHERE user_id = ? AND device_id = ?",
         (position, user_id, device_id),
     )
-    conn.execute(
-        "DELETE FROM to_device WHERE user_id = ? AND device_id = ? AND position <= ?",
-        (user_id, device_id, position),
-    )
+    for table in ("to_device", "user_items"):  # a user item for all devices stays
+        conn.execute(
+            f"DELETE FROM {table} WHERE user_id = ? AND device_id = ? AND position <= ?",
+            (user_id, device_id, position),
+        )

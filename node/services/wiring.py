@@ -14,6 +14,7 @@ import trio
 from node.config import NodeConfig
 from node.hub import Hub
 from node.keys import NodeKey
+from node.services.device_keys import DeviceKeyService
 from node.services.ephemeral import Receipts, Typing
 from node.services.memberships import Memberships
 from node.services.presence import Presence
@@ -38,6 +39,7 @@ class Services:
     to_device: ToDevice
     presence: Presence
     txns: Transactions
+    device_keys: DeviceKeyService
 
     @classmethod
     async def start(cls, config: NodeConfig, key: NodeKey, db: Database, hub: Hub) -> Services:
@@ -73,11 +75,16 @@ class Services:
             to_device=ToDevice(db, stream, rooms.is_local, txns),
             presence=presence,
             txns=txns,
+            device_keys=DeviceKeyService(
+                db, stream, rooms, check_interval_s=config.session_check_interval_s
+            ),
         )
 
     def run(self, nursery: trio.Nursery) -> None:
-        """Start the background work: catch-ups, typing timeouts, presence timeouts."""
+        """Start the background work: catch-ups, typing timeouts, presence timeouts, the
+        device removal log."""
         self.stream.start(nursery)
         nursery.start_soon(self.typing.run)
         nursery.start_soon(self.presence.run)
         nursery.start_soon(self.txns.run)
+        nursery.start_soon(self.device_keys.run)

@@ -20,6 +20,11 @@ runs the ones a database has not seen yet, in order, recording the version reach
 | ``server_keys`` | federation | each peer's pinned key object (federation.md §1.2) |
 | ``fed_outbox`` | rooms, federation | events queued for each destination (federation.md §3.3) |
 | ``fed_to_device`` | to-device, federation | to-device messages queued for each destination (§8) |
+| ``device_keys`` | device keys | each device's identity key object (client.md §9) |
+| ``one_time_keys`` | device keys | each device's one-time keys; claimed ones stay, emptied |
+| ``fallback_keys`` | device keys | each device's fallback key |
+| ``user_items`` | device keys, sync | stream items for one user's devices, or one device |
+| ``device_changes`` | device keys (triggers) | devices with keys removed, for the running node |
 
 A ``stream`` row's ``data`` holds what its item carries besides the event; for an event that
 arrived late (client.md §5), the local users who see it.
@@ -184,7 +189,51 @@ def _v4(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX fed_to_device_destination ON fed_to_device (destination, id)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4)
+def _v5(db: sqlite_utils.Database) -> None:
+    """Device keys (client.md §9). A claimed one-time key keeps its row, without the key,
+    so that an upload retried after a claim cannot publish it a second time. Stream items
+    that belong to no room — a user's ``device_list_update``, a device's ``key_counts`` —
+    are ``user_items``: one row per user it is for, all at the item's one position. A
+    removed device takes its keys and items along; if it had published keys, the
+    ``device_changes`` log tells the running node, whatever process removed it, so that
+    the user's contacts hear of it (client.md §9)."""
+    db.execute(
+        "CREATE TABLE device_keys (user_id TEXT NOT NULL, device_id TEXT NOT NULL, "
+        "json TEXT NOT NULL, created_ts INTEGER NOT NULL, PRIMARY KEY (user_id, device_id))"
+    )
+    db.execute(
+        "CREATE TABLE one_time_keys (user_id TEXT NOT NULL, device_id TEXT NOT NULL, "
+        "key_id TEXT NOT NULL, json TEXT, PRIMARY KEY (user_id, device_id, key_id))"
+    )
+    db.execute(
+        "CREATE INDEX one_time_keys_unclaimed ON one_time_keys (user_id, device_id, key_id) "
+        "WHERE json IS NOT NULL"
+    )
+    db.execute(
+        "CREATE TABLE fallback_keys (user_id TEXT NOT NULL, device_id TEXT NOT NULL, "
+        "key_id TEXT NOT NULL, json TEXT NOT NULL, PRIMARY KEY (user_id, device_id))"
+    )
+    db.execute(
+        "CREATE TABLE user_items (user_id TEXT NOT NULL, position INTEGER NOT NULL, "
+        "device_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL, PRIMARY KEY (user_id, position))"
+    )
+    db.execute(
+        "CREATE TABLE device_changes (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "user_id TEXT NOT NULL, device_id TEXT NOT NULL)"
+    )
+    db.execute(
+        "CREATE TRIGGER devices_keys_deleted AFTER DELETE ON devices BEGIN "
+        "INSERT INTO device_changes (user_id, device_id) SELECT old.user_id, old.device_id "
+        "WHERE EXISTS (SELECT 1 FROM device_keys "
+        "WHERE user_id = old.user_id AND device_id = old.device_id); "
+        "DELETE FROM device_keys WHERE user_id = old.user_id AND device_id = old.device_id; "
+        "DELETE FROM one_time_keys WHERE user_id = old.user_id AND device_id = old.device_id; "
+        "DELETE FROM fallback_keys WHERE user_id = old.user_id AND device_id = old.device_id; "
+        "DELETE FROM user_items WHERE user_id = old.user_id AND device_id = old.device_id; END"
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1,10 +1,11 @@
 """Ephemeral data and to-device messages between nodes (spec/federation.md §8): their
 shapes, as a receiver checks each item.
 
-A ``txn`` carries EDUs — presence, typing, receipts — and the ``to_device`` op carries
-durable device messages. The frame decoder only checks that they are lists of objects; each
-item is parsed here on its own, so that one bad item is skipped (and logged) without
-costing the others, and a receiver never needs to refuse a whole transaction for it.
+A ``txn`` carries EDUs — presence, typing, receipts, device-list changes — and the
+``to_device`` op carries durable device messages. The frame decoder only checks that they
+are lists of objects; each item is parsed here on its own, so that one bad item is skipped
+(and logged) without costing the others, and a receiver never needs to refuse a whole
+transaction for it.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ EDU_TYPES: Final[dict[str, Schema]] = {
         }
     ),
     "receipt": Schema({"room_id": _ROOM, "user_id": _USER, "event_id": _EVENT}),
+    "device_list_update": Schema({"user_id": _USER}),
 }
 """§8: each EDU type and the fields of its ``content``."""
 
