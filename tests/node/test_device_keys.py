@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import trio
 
-from tests.node.chat_client import items_until, user
+from tests.node.chat_client import is_message, items_until, say, user
 from tests.node.key_material import (
     device_keys,
     fallback_key,
     new_account,
     one_time_keys,
 )
-from tests.node.session_client import Client, client, node_config, start_node
+from tests.node.session_client import Client, client, node_config, open_accounts, start_node
 from tests.node.wsclient import TIMEOUT
 
 
@@ -200,3 +200,58 @@ async def _registered(port: int, name: str) -> AsyncIterator[tuple[Client, str, 
     async with client(port) as connection:
         result = await connection.register(name)
         yield connection, result["user_id"], result["device_id"]
+
+
+async def test_a_device_removed_by_another_process_is_announced_and_loses_its_keys(
+    tmp_path: Path,
+) -> None:
+    config = node_config(tmp_path, session_check_interval_s=0.05)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, config)
+            async with _registered(port, "alice") as (alice, me, dev), user(port, "bob") as bob:
+                room_id = (await alice.result("create_room", public=True))["room_id"]
+                await bob.result("join", room_id=room_id)
+                account = new_account()
+                await alice.result(
+                    "upload_keys",
+                    device_keys=device_keys(account, me, dev),
+                    one_time_keys=one_time_keys(account, me, dev, 3),
+                )
+                await bob.result("sync")
+                await items_until(bob, _kind("device_list_update", user_id=me))
+                async with open_accounts(config) as accounts:  # as `kith user` does
+                    await accounts.remove_device(me, dev)
+                await items_until(bob, _kind("device_list_update", user_id=me))
+                assert (await bob.result("query_keys", user_ids=[me]))["devices"] == {}
+                claim = await bob.result(
+                    "claim_keys", one_time_keys={me: {dev: "signed_curve25519"}}
+                )
+                assert claim["one_time_keys"] == {}
+            nursery.cancel_scope.cancel()
+
+
+async def test_device_list_updates_wait_for_a_device_across_restarts(tmp_path: Path) -> None:
+    config = node_config(tmp_path)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, config)
+            async with _registered(port, "alice") as (alice, me, dev), user(port, "bob") as bob:
+                room_id = (await alice.result("create_room", public=True))["room_id"]
+                await bob.result("join", room_id=room_id)
+                account = new_account()
+                await alice.result("upload_keys", device_keys=device_keys(account, me, dev))
+            nursery.cancel_scope.cancel()
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, config)
+            async with (
+                user(port, "bob", register=False) as bob,
+                user(port, "alice", register=False, device=dev) as alice,
+            ):
+                await bob.result("sync")
+                items = await items_until(bob, _kind("device_list_update", user_id=me))
+                update = items[-1]["position"]
+                await say(alice, room_id, "after the restart")
+                later = await items_until(bob, is_message("after the restart"))
+                assert later[-1]["position"] > update  # positions go on after user items
+            nursery.cancel_scope.cancel()
