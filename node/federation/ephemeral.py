@@ -35,6 +35,10 @@ __all__ = ["EphemeralRelay"]
 
 log = get_log(__name__)
 
+LIST_RESEND_MARGIN_S: Final = 120.0
+"""§8.1: a device-list change this long before a link went down is sent again when it is
+back, since its EDU may have been in a transaction that failed (§2.4's silence and more)."""
+
 UNREACHABLE_AFTER_S: Final = 90.0
 """§8.1: a server without a link this long has its users' presence taken as offline (the
 silence after which a link is closed, §2.4)."""
@@ -66,6 +70,12 @@ class EphemeralRelay:
         device_keys.on_local_change.append(self._device_list_changed)
         self._down_since: dict[str, float] = {}
         self._down_changed = trio.Event()
+        self._list_changed_at: dict[str, float] = {}
+        """When each local user's device list last changed since the node started."""
+        self._linked: set[str] = set()
+        """Servers a link was up to since the node started."""
+        self._lost_at: dict[str, float] = {}
+        """When the link to each server that is down went down."""
 
     # --- outbound -----------------------------------------------------------------------
 
@@ -93,12 +103,25 @@ class EphemeralRelay:
 
     def _device_list_changed(self, user_id: str) -> None:
         """§8.1: a local user's device list changed; every server sharing a room hears."""
+        self._list_changed_at[user_id] = trio.current_time()
         servers: set[str] = set()
         for room_id in self._rooms.rooms_joined_by(user_id):
             servers |= self._servers_of_room(room_id)
         if servers:
-            edu = {"type": "device_list_update", "content": {"user_id": user_id}}
-            self._outbox.queue_edu(sorted(servers), edu)
+            self._outbox.queue_edu(sorted(servers), _device_list_edu(user_id))
+
+    def _resend_device_lists(self, peer: str, users: set[str]) -> None:
+        """§8.1: a link is back: the changes of ``users`` (who share a room with ``peer``)
+        it may have missed — since the link went down, less a margin for the transactions
+        that failed before, or since the start for a server never linked yet. Best-effort
+        as any EDU: changes made before the node restarted are not sent again."""
+        since = self._lost_at.pop(peer, None)
+        if since is None and peer in self._linked:
+            return
+        after = -float("inf") if since is None else since - LIST_RESEND_MARGIN_S
+        for user_id in sorted(users):
+            if self._list_changed_at.get(user_id, -float("inf")) >= after:
+                self._outbox.queue_edu([peer], _device_list_edu(user_id))
 
     def _members_joined(self, joined: list[tuple[str, str]]) -> None:
         """§8.1: new contacts across servers learn each other's presence. A local user's
@@ -130,18 +153,22 @@ class EphemeralRelay:
 
     def link_up(self, peer: str) -> None:
         """A link to ``peer`` authenticated: send it the presence of the local users it
-        shares a room with (online or not, so a stale "online" there is corrected)."""
-        self.link_back(peer)
+        shares a room with (online or not, so a stale "online" there is corrected), and the
+        device-list changes it may have missed."""
         users: set[str] = set()
         for room_id, room in self._rooms.rooms.items():
             if peer in self._rooms.members(room).servers_joined:
                 users.update(self._rooms.local_joined(room_id))
         for user_id in sorted(users):
             self._outbox.queue_edu([peer], _presence_edu(self._presence.describe(user_id)))
+        self._resend_device_lists(peer, users)
+        self._linked.add(peer)
+        self.link_back(peer)
 
     def link_down(self, peer: str) -> None:
         """The link to ``peer`` closed: start counting (see :meth:`run`)."""
         self._down_since.setdefault(peer, trio.current_time())
+        self._lost_at.setdefault(peer, trio.current_time())
         self._down_changed.set()
 
     def link_back(self, peer: str) -> None:
@@ -198,6 +225,10 @@ class EphemeralRelay:
             await self._device_keys.announce([edu.actor])
             return True
         return await self._receipts.apply_remote(edu.actor, content["room_id"], content["event_id"])
+
+
+def _device_list_edu(user_id: str) -> JsonObject:
+    return {"type": "device_list_update", "content": {"user_id": user_id}}
 
 
 def _presence_edu(described: JsonObject) -> JsonObject:

@@ -4,9 +4,11 @@ changes reach the other server's contacts."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import trio
+import trio.testing
 
 from tests.federation.cluster import Cluster
 from tests.node.chat_client import is_membership, items_until, user
@@ -79,3 +81,30 @@ async def test_a_new_device_of_alice_reaches_bob_as_a_device_list_update(
                 await alice.result("revoke_device", device_id=dev)
             await items_until(bob, _device_list_update(ALICE))
             assert (await bob.result("query_keys", user_ids=[ALICE]))["devices"] == {}
+
+
+async def test_a_device_added_while_bobs_node_is_down_reaches_bob_when_it_returns(
+    nursery: trio.Nursery, tmp_path: Path, network_clock: trio.testing.MockClock
+) -> None:
+    cluster = Cluster(nursery, tmp_path)
+    await cluster.start("a", "b")
+    with trio.fail_after(600):  # the test's clock: retry waits pass at once
+        async with user(cluster["a"].port, "alice") as alice:
+            async with user(cluster["b"].port, "bob") as bob:
+                await alice.result("sync")
+                await bob.result("sync")
+                room_id = (await alice.result("create_room", invite=["@bob:b.test"]))["room_id"]
+                await items_until(bob, is_membership("@bob:b.test", "invite"), limit_s=600)
+                await bob.result("join", room_id=room_id)
+                await items_until(alice, is_membership("@bob:b.test", "join"), limit_s=600)
+                bob_device = await _device_id(bob)
+            await cluster.stop("b")
+            async with user(cluster["a"].port, "alice", register=False) as laptop:
+                dev = await _device_id(laptop)
+                await laptop.result(
+                    "upload_keys", device_keys=device_keys(new_account(), ALICE, dev)
+                )
+            await cluster.run("b")
+            async with user(cluster["b"].port, "bob", register=False, device=bob_device) as bob:
+                await bob.result("sync")
+                await items_until(bob, _device_list_update(ALICE), limit_s=600)
