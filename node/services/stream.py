@@ -568,8 +568,15 @@ def _store_ack(conn: sqlite3.Connection, *, user_id: str, device_id: str, positi
         "UPDATE devices SET cursor = max(cursor, ?) WHERE user_id = ? AND device_id = ?",
         (position, user_id, device_id),
     )
-    for table in ("to_device", "user_items"):  # a user item for all devices stays
+    for table in ("to_device", "user_items"):
         conn.execute(
             f"DELETE FROM {table} WHERE user_id = ? AND device_id = ? AND position <= ?",
             (user_id, device_id, position),
         )
+    # A user item for all the user's devices goes once each of them has it. A device that
+    # comes later starts from its own query of the keys, not from old device-list items.
+    conn.execute(
+        "DELETE FROM user_items WHERE user_id = ? AND device_id IS NULL AND position <= "
+        "(SELECT min(cursor) FROM devices WHERE user_id = ?)",
+        (user_id, user_id),
+    )

@@ -3,6 +3,7 @@ that hand each one-time key out once, low stock, and device-list changes on the 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 
+from node.app import DATABASE_FILE_NAME
 from tests.node.chat_client import is_message, items_until, say, user
 from tests.node.key_material import (
     device_keys,
@@ -255,3 +257,42 @@ async def test_device_list_updates_wait_for_a_device_across_restarts(tmp_path: P
                 later = await items_until(bob, is_message("after the restart"))
                 assert later[-1]["position"] > update  # positions go on after user items
             nursery.cancel_scope.cancel()
+
+
+async def test_device_list_items_are_dropped_once_every_device_of_the_user_has_them(
+    tmp_path: Path,
+) -> None:
+    config = node_config(tmp_path)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, config)
+            async with _registered(port, "alice") as (alice, me, dev), user(port, "bob") as bob:
+                room_id = (await alice.result("create_room", public=True))["room_id"]
+                await bob.result("join", room_id=room_id)
+                async with user(port, "bob", register=False) as bobs_phone:
+                    await alice.result(
+                        "upload_keys", device_keys=device_keys(new_account(), me, dev)
+                    )
+                    for device in (bob, bobs_phone):
+                        await device.result("sync")
+                        items = await items_until(device, _kind("device_list_update", user_id=me))
+                        position = items[-1]["position"]
+                        await device.result("ack", position=position)
+                        assert await _kept_items(config.data_dir, "@bob:localhost") == (
+                            [] if device is bobs_phone else [position]
+                        )
+            nursery.cancel_scope.cancel()
+
+
+async def _kept_items(data_dir: Path, user_id: str) -> list[int]:
+    def read() -> list[int]:
+        conn = sqlite3.connect(data_dir / DATABASE_FILE_NAME)
+        try:
+            rows = conn.execute(
+                "SELECT position FROM user_items WHERE user_id = ? ORDER BY position", (user_id,)
+            )
+            return [row[0] for row in rows]
+        finally:
+            conn.close()
+
+    return await trio.to_thread.run_sync(read)
