@@ -317,9 +317,19 @@ def _list_items(
     return [Item(position, "device_list_update", payload, audience=audience)]
 
 
+def _active(conn: sqlite3.Connection, user_id: str) -> bool:
+    """A deactivated user's devices can no longer read: their keys are not handed out."""
+    row = conn.execute(
+        "SELECT 1 FROM users WHERE user_id = ? AND deactivated = 0", (user_id,)
+    ).fetchone()
+    return row is not None
+
+
 def _query(conn: sqlite3.Connection, user_ids: list[str]) -> dict[str, dict[str, JsonObject]]:
     found: dict[str, dict[str, JsonObject]] = {}
     for user_id in user_ids:
+        if not _active(conn, user_id):
+            continue
         for device_id, text in conn.execute(
             "SELECT device_id, json FROM device_keys WHERE user_id = ? ORDER BY device_id",
             (user_id,),
@@ -333,7 +343,10 @@ def _claim(
 ) -> tuple[Claim, list[Item]]:
     claimed: Claim = {}
     items: list[Item] = []
+    active = {user_id: _active(conn, user_id) for user_id, _, _ in targets}
     for (user_id, device_id, _), position in zip(targets, positions, strict=True):
+        if not active[user_id]:
+            continue
         row: Any = conn.execute(
             "SELECT key_id, json FROM one_time_keys WHERE user_id = ? AND device_id = ? "
             "AND json IS NOT NULL ORDER BY key_id LIMIT 1",

@@ -296,3 +296,25 @@ async def _kept_items(data_dir: Path, user_id: str) -> list[int]:
             conn.close()
 
     return await trio.to_thread.run_sync(read)
+
+
+async def test_a_deactivated_users_keys_are_neither_listed_nor_handed_out(tmp_path: Path) -> None:
+    config = node_config(tmp_path)
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            port = await start_node(nursery, config)
+            async with _registered(port, "alice") as (alice, me, dev), user(port, "bob") as bob:
+                account = new_account()
+                await alice.result(
+                    "upload_keys",
+                    device_keys=device_keys(account, me, dev),
+                    one_time_keys=one_time_keys(account, me, dev, 2),
+                )
+                async with open_accounts(config) as accounts:
+                    await accounts.deactivate("alice")
+                assert (await bob.result("query_keys", user_ids=[me]))["devices"] == {}
+                claim = await bob.result(
+                    "claim_keys", one_time_keys={me: {dev: "signed_curve25519"}}
+                )
+                assert claim["one_time_keys"] == {}
+            nursery.cancel_scope.cancel()
