@@ -26,7 +26,8 @@ from node.app import DATABASE_FILE_NAME, serve_node
 from node.config import NodeConfig
 from protocol.rooms import Room
 from tests.faultproxy import FaultProxy
-from tests.node.session_client import PASSWORD
+from tests.node.chat_client import is_membership, items_until
+from tests.node.session_client import PASSWORD, Client
 from tests.node.wsclient import connect, receive, send
 
 
@@ -267,3 +268,15 @@ class Device:
     def _pulse(self) -> None:
         self._changed.set()
         self._changed = trio.Event()
+
+
+async def shared_room(alice: Client, bob: Client, bob_id: str = "@bob:b.test") -> str:
+    """A room ``alice`` creates with ``bob`` (of another node) invited and joined, both
+    devices syncing: its id, once each side saw the other's membership."""
+    await alice.result("sync")
+    await bob.result("sync")
+    room_id: str = (await alice.result("create_room", name="r", invite=[bob_id]))["room_id"]
+    await items_until(bob, is_membership(bob_id, "invite"))
+    await bob.result("join", room_id=room_id)
+    await items_until(alice, is_membership(bob_id, "join"))
+    return room_id

@@ -10,7 +10,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from tests.federation.cluster import Cluster
+from tests.federation.cluster import Cluster, shared_room
 from tests.node.chat_client import is_membership, items_until, user
 from tests.node.key_material import device_keys, fallback_key, new_account, one_time_keys
 from tests.node.session_client import Client
@@ -65,12 +65,7 @@ async def test_a_new_device_of_alice_reaches_bob_as_a_device_list_update(
 ) -> None:
     with trio.fail_after(TIMEOUT):
         async with user(cluster["a"].port, "alice") as alice, user(cluster["b"].port, "bob") as bob:
-            await alice.result("sync")
-            await bob.result("sync")
-            room_id = (await alice.result("create_room", invite=["@bob:b.test"]))["room_id"]
-            await items_until(bob, is_membership("@bob:b.test", "invite"))
-            await bob.result("join", room_id=room_id)
-            await items_until(alice, is_membership("@bob:b.test", "join"))
+            await shared_room(alice, bob)
             async with user(cluster["a"].port, "alice", register=False) as laptop:
                 dev = await _device_id(laptop)
                 keys = device_keys(new_account(), ALICE, dev)

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 import trio
 
-from tests.federation.cluster import Cluster
+from tests.federation.cluster import Cluster, shared_room
 from tests.node.chat_client import (
     batches_until_caught_up,
-    is_membership,
     items_until,
     say,
     user,
@@ -33,17 +32,6 @@ async def notice_until(
         if notice["op"] == op and predicate(notice["params"]):
             params: dict[str, Any] = notice["params"]
             return params
-
-
-async def shared_room(alice: Client, bob: Client) -> str:
-    """A room alice (on a) creates with bob (on b) joined; both devices syncing."""
-    await alice.result("sync")
-    await bob.result("sync")
-    room_id: str = (await alice.result("create_room", name="r", invite=[BOB]))["room_id"]
-    await items_until(bob, is_membership(BOB, "invite"))
-    await bob.result("join", room_id=room_id)
-    await items_until(alice, is_membership(BOB, "join"))
-    return room_id
 
 
 async def test_presence_of_a_remote_contact_follows_their_devices(cluster: Cluster) -> None:
