@@ -1,6 +1,7 @@
 """The reference Kith client library and terminal client (spec/client.md)."""
 
 from client.backoff import Backoff
+from client.crypto_rooms import EncryptionInfo
 from client.errors import (
     ClientError,
     ConnectError,
@@ -23,7 +24,10 @@ from client.store import Store, StoreError
 from client.sync import UpdateStream
 from client.updates import (
     CaughtUp,
+    Decrypted,
+    DeviceListUpdate,
     EventItem,
+    KeyCounts,
     Limited,
     PresenceChanged,
     Receipt,
@@ -41,10 +45,14 @@ __all__ = [
     "ClientError",
     "ConnectError",
     "ConnectionLostError",
+    "Decrypted",
     "Device",
+    "DeviceListUpdate",
+    "EncryptionInfo",
     "Event",
     "EventItem",
     "HistoryPage",
+    "KeyCounts",
     "KithClientError",
     "Limited",
     "Login",

@@ -5,10 +5,12 @@ Which ops may be repeated after a lost answer is decided here, op by op
 (:data:`RETRY_SAFE_OPS`): reads, the ops made idempotent by a transaction id (``send``,
 ``redact``, ``send_to_device``: client.md §4 "Idempotence"), and ops whose repetition
 changes nothing the user could tell (``typing``, ``receipt``, ``ack``, ``heartbeat``,
-``set_presence``, ``rename_device``). The others — creating a room, membership and state
-changes, account ops — raise :class:`~client.errors.ConnectionLostError` instead, since doing
-them twice is not the same as doing them once. ``sync`` is neither: the session restarts it
-itself on every new connection, from where the stream got to.
+``set_presence``, ``rename_device``; ``upload_keys``, whose keys the node takes once, and
+``claim_keys``, where a repeat only takes one more one-time key). The others — creating a
+room, membership and state changes, account ops — raise
+:class:`~client.errors.ConnectionLostError` instead, since doing them twice is not the same
+as doing them once. ``sync`` is neither: the session restarts it itself on every new
+connection, from where the stream got to.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ RETRY_SAFE_OPS = frozenset(
         "heartbeat",
         "set_presence",
         "get_presence",
+        "upload_keys",
+        "query_keys",
+        "claim_keys",
     }
 )
 """Ops the session repeats on the next connection when the answer was lost."""
@@ -225,6 +230,31 @@ class Operations:
             "messages": {user: dict(devices) for user, devices in messages.items()},
         }
         await self._call("send_to_device", params)
+
+    # --- device keys (§9) ------------------------------------------------------------------
+
+    async def upload_keys(
+        self,
+        *,
+        device_keys: JsonObject | None = None,
+        one_time_keys: JsonObject | None = None,
+        fallback_key: JsonObject | None = None,
+    ) -> JsonObject:
+        """Publish this device's keys; ``{one_time_key_counts}``."""
+        params = _some(
+            device_keys=device_keys, one_time_keys=one_time_keys, fallback_key=fallback_key
+        )
+        return await self._call("upload_keys", params)
+
+    async def query_keys(self, user_ids: Iterable[str]) -> JsonObject:
+        """The identity key objects of the users' devices: ``{devices, failures,
+        incomplete?}`` (signatures unchecked: ``protocol.device_keys.check_device_keys``)."""
+        return await self._call("query_keys", {"user_ids": list(user_ids)})
+
+    async def claim_keys(self, one_time_keys: Mapping[str, Mapping[str, str]]) -> JsonObject:
+        """One one-time (or fallback) key per device: ``{one_time_keys, failures}``."""
+        wanted = {user: dict(devices) for user, devices in one_time_keys.items()}
+        return await self._call("claim_keys", {"one_time_keys": wanted})
 
     # --- presence (§6) ----------------------------------------------------------------------
 

@@ -32,6 +32,11 @@ What the session does by itself:
   token is removed from the store, the stream yields :class:`~client.updates.SignedOut`
   and ends, and the connection stays open but unbound (log in again to go on).
 
+* **Encrypts end to end** with ``connect(..., e2ee=True)`` (``client.crypto_device``,
+  spec/e2ee.md §4): the device publishes its keys when it logs in, ``send`` encrypts in
+  rooms whose ``encryption`` state is set, and the stream yields events and to-device
+  messages decrypted.
+
 The store's secrets never reach a log line: requests are logged by op only.
 """
 
@@ -50,6 +55,7 @@ import trio
 
 from client.api import RETRY_SAFE_OPS, Operations
 from client.backoff import Backoff
+from client.crypto_device import DeviceCrypto
 from client.errors import (
     SIGNED_OUT_CODES,
     ClientError,
@@ -61,7 +67,7 @@ from client.link import Link, LinkLostError, NodeAddress, open_link
 from client.results import Login, need
 from client.store import Store, write_atomically
 from client.sync import UpdateStream
-from client.updates import Reconnecting
+from client.updates import Pending, Reconnecting
 from protocol import OPS, JsonObject, Notice, RemoteProtocolError
 
 __all__ = ["Session", "connect"]
@@ -95,6 +101,7 @@ class Session(Operations):
         connect_timeout: float,
         close_timeout: float,
         backoff: Backoff,
+        e2ee: bool = False,
     ) -> None:
         self._address = address
         self._store = store
@@ -117,6 +124,7 @@ class Session(Operations):
         self._ack_wanted = trio.Event()
         self._ack_progress = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._crypto = DeviceCrypto(self, store, self._save_store) if e2ee else None
 
     # --- what the application reads ---------------------------------------------------------
 
@@ -144,6 +152,11 @@ class Session(Operations):
     def logged_in(self) -> bool:
         """True while the store holds a device and its token."""
         return self._store.logged_in
+
+    @property
+    def crypto(self) -> DeviceCrypto | None:
+        """The device's end-to-end encryption (None unless connected with ``e2ee=True``)."""
+        return self._crypto
 
     @property
     def connected(self) -> bool:
@@ -241,6 +254,8 @@ class Session(Operations):
         self._bound = True
         await self._save_store()
         log.info("signed in user_id=%s device_id=%s", user_id, device_id)
+        if self._crypto is not None:
+            await self._crypto.ready()  # a new device publishes its keys (e2ee.md §4.1)
         return Login(user_id, device_id)
 
     async def logout(self) -> None:
@@ -259,6 +274,8 @@ class Session(Operations):
         log.info("signed out reason=%s", reason)
         self._bound = False
         self._store.forget_device()
+        if self._crypto is not None:
+            self._crypto.forget()
         self._processed_upto = self._acked = 0
         self._ack_progressed()
         await self._save_store()
@@ -266,6 +283,42 @@ class Session(Operations):
         if stream is not None:
             stream.feed(self._generation, Notice("signed_out", {"reason": reason}))
             stream.end()
+
+    # --- messages, encrypted where the room says so (e2ee.md §4.2) -------------------------
+
+    async def send(
+        self,
+        room_id: str,
+        content: JsonObject | str,
+        *,
+        type: str | None = None,
+        txn_id: str | None = None,
+    ) -> str:
+        """Send a timeline event; its id (see :meth:`Operations.send`).
+
+        With end-to-end encryption on, in a room whose ``encryption`` state is set, the
+        event is encrypted first — after its room key reached every joined member's
+        devices — and sent as an ``encrypted`` event.
+        """
+        crypto = self._crypto
+        if crypto is None or type == "encrypted" or not await crypto.room_encrypted(room_id):
+            return await super().send(room_id, content, type=type, txn_id=txn_id)
+        if isinstance(content, str):
+            content = {"msgtype": "text", "body": content}
+        encrypted = await crypto.encrypt(room_id, type or "message", content)
+        return await super().send(room_id, encrypted, type="encrypted", txn_id=txn_id)
+
+    async def _decrypt(self, step: Pending) -> list[Pending]:
+        """The steps the stream yields for ``step``: decrypted where it was encrypted (the
+        last one completes ``step``'s position; any before it complete none)."""
+        if self._crypto is None or step.update is None or not self._store.logged_in:
+            return [Pending(step.update, step.completes, decrypted=True)]
+        updates = await self._crypto.process(step.update)
+        *first, last = updates
+        return [
+            *(Pending(update, decrypted=True) for update in first),
+            Pending(last, step.completes, decrypted=True),
+        ]
 
     async def _save_store(self) -> None:
         """Write the store off the event loop; writes never overtake one another."""
@@ -540,6 +593,7 @@ def connect(
     connect_timeout: float = 10.0,
     close_timeout: float = 2.0,
     backoff: Backoff | None = None,
+    e2ee: bool = False,
 ) -> _Connect:
     """Connect to a node: ``async with connect(url, store=path) as session: ...``.
 
@@ -550,7 +604,8 @@ def connect(
     The first connection must succeed (:class:`ConnectError` otherwise); later
     disconnects are retried with ``backoff``. If the store holds a token, the connection
     is authenticated before the block runs; a token the node refuses is dropped from the
-    store (check :attr:`Session.logged_in`).
+    store (check :attr:`Session.logged_in`). ``e2ee`` switches end-to-end encryption on
+    (spec/e2ee.md §4): the device's keys are kept, sealed, in the store.
     """
     if store is None:
         kept = Store()
@@ -576,5 +631,6 @@ def connect(
         connect_timeout=connect_timeout,
         close_timeout=close_timeout,
         backoff=backoff if backoff is not None else Backoff(),
+        e2ee=e2ee,
     )
     return _Connect(session)

@@ -3,7 +3,9 @@
 It holds the node's URL, the user and device ids, the device's access token and the stream
 cursor — the last position of the device's stream (spec/client.md §5) that the application
 has processed. That is everything a client needs to resume: ``authenticate`` with the token
-(client.md §2), then ``sync`` from the cursor.
+(client.md §2), then ``sync`` from the cursor. With end-to-end encryption on it also holds
+the device's keys and sessions, sealed under a key kept in a second file beside it
+(``client.crypto_state``, spec/e2ee.md §4.7).
 
 The file is written atomically (a temporary file in the same folder, flushed to disk, then
 renamed over the old one), so a crash leaves either the old or the new contents, never half
@@ -85,6 +87,9 @@ class Store:
     access_token: str | None = field(default=None, repr=False)
     cursor: int | None = None
     """The last stream position the application processed (client.md §5)."""
+    crypto: str | None = field(default=None, repr=False)
+    """The device's end-to-end encryption state, sealed under the storage key kept beside
+    the store (``client.crypto_state``); None until encryption is used."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Store:
@@ -112,6 +117,7 @@ class Store:
             device_id=_optional(data, "device_id", str, location),
             access_token=_optional(data, "access_token", str, location),
             cursor=cursor,
+            crypto=_optional(data, "crypto", str, location),
         )
 
     @property
@@ -123,16 +129,19 @@ class Store:
         """Keep a fresh login; the cursor only survives if it is the same device as before."""
         if (self.url, self.user_id, self.device_id) != (url, user_id, device_id):
             self.cursor = None
+            self.crypto = None
         self.url, self.user_id, self.device_id = url, user_id, device_id
         self.access_token = access_token
 
     def forget_device(self) -> None:
         """The device ended (logout, revoked, token refused): drop its token, id and cursor.
 
-        The URL and user id stay, so that a later login knows where and who.
+        The URL and user id stay, so that a later login knows where and who; the device's
+        encryption keys go.
         """
         self.device_id = self.access_token = None
         self.cursor = None
+        self.crypto = None  # the device's keys end with it
 
     def dumps(self) -> bytes:
         """The file's contents: a JSON object with a ``format`` member."""
@@ -144,6 +153,8 @@ class Store:
             "access_token": self.access_token,
             "cursor": self.cursor,
         }
+        if self.crypto is not None:
+            data["crypto"] = self.crypto
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
     def save(self) -> None:

@@ -107,6 +107,10 @@ class UpdateStream:
                 else:
                     self._pending.append(Pending(entry))
             step = self._pending.popleft()
+            if not step.decrypted and step.update is not None:
+                # End-to-end encryption (when on) decrypts before anything is yielded.
+                self._pending.extendleft(reversed(await self._session._decrypt(step)))
+                continue
             if step.update is None:
                 # Nothing to show (resent or invisible items): done as soon as reached.
                 if step.completes is not None and self.auto_ack:

@@ -2,7 +2,9 @@
 §6, §1), and the pure bookkeeping that turns ``sync_batch`` notices into them.
 
 Stream items carry their ``position``: :class:`EventItem`, :class:`Retraction`,
-:class:`Receipt`, :class:`ToDevice`. Around them come :class:`Limited` (the node skipped
+:class:`Receipt`, :class:`ToDevice`, :class:`KeyCounts`, :class:`DeviceListUpdate`; with
+end-to-end encryption on, :class:`Decrypted` says an event shown undecryptable opens now
+(spec/e2ee.md §4.6). Around them come :class:`Limited` (the node skipped
 items of those rooms: page back with ``history``, §5 step 3), :class:`CaughtUp` (the device
 has everything up to the stream's head, §5 step 2), and the pushes that are not stream items:
 :class:`PresenceChanged`, :class:`TypingChanged`, :class:`SignedOut` (the last update of a
@@ -21,13 +23,17 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from client.crypto_rooms import EncryptionInfo
 from client.results import Event, MalformedAnswerError, PresenceInfo, maybe, need, need_object
 from protocol import JsonObject, Notice
 
 __all__ = [
     "BatchReader",
     "CaughtUp",
+    "Decrypted",
+    "DeviceListUpdate",
     "EventItem",
+    "KeyCounts",
     "Limited",
     "Pending",
     "PresenceChanged",
@@ -50,6 +56,9 @@ class EventItem:
     kind: ClassVar[str] = "event"
     position: int
     event: Event
+    encryption: EncryptionInfo | None = None
+    """For an event that came ``encrypted`` (with end-to-end encryption on): the session it
+    names, and ``error`` when it is shown undecrypted (spec/e2ee.md §4.6)."""
 
     @property
     def room_id(self) -> str:
@@ -57,13 +66,16 @@ class EventItem:
         return self.event.room_id
 
     def to_json(self) -> JsonObject:
-        """``{"kind": "event", "position", "room_id", "event"}``."""
-        return {
+        """``{"kind": "event", "position", "room_id", "event"}`` (and ``encryption``)."""
+        form: JsonObject = {
             "kind": self.kind,
             "position": self.position,
             "room_id": self.room_id,
             "event": self.event.to_json(),
         }
+        if self.encryption is not None:
+            form["encryption"] = _encryption_json(self.encryption)
+        return form
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +128,13 @@ class ToDevice:
     sender_device: str
     type: str
     content: JsonObject = field(hash=False)
+    sender_key: str | None = None
+    """Set when the message came Olm-encrypted and was decrypted: the Curve25519 key of the
+    sender's device (``type`` and ``content`` are then the plaintext's, spec/e2ee.md §4.3)."""
 
     def to_json(self) -> JsonObject:
         """``{"kind": "to_device", "position", "sender", "sender_device", "type", "content"}``."""
-        return {
+        form: JsonObject = {
             "kind": self.kind,
             "position": self.position,
             "sender": self.sender,
@@ -127,6 +142,74 @@ class ToDevice:
             "type": self.type,
             "content": self.content,
         }
+        if self.sender_key is not None:
+            form["sender_key"] = self.sender_key
+        return form
+
+
+@dataclass(frozen=True, slots=True)
+class KeyCounts:
+    """The device's stock of one-time keys on its node ran low (stream item ``key_counts``,
+    client.md §9); with end-to-end encryption on, the library has uploaded more."""
+
+    kind: ClassVar[str] = "key_counts"
+    position: int
+    one_time_key_counts: JsonObject = field(hash=False)
+
+    def to_json(self) -> JsonObject:
+        """``{"kind": "key_counts", "position", "one_time_key_counts"}``."""
+        return {
+            "kind": self.kind,
+            "position": self.position,
+            "one_time_key_counts": self.one_time_key_counts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceListUpdate:
+    """A user's devices changed (stream item ``device_list_update``, client.md §9)."""
+
+    kind: ClassVar[str] = "device_list_update"
+    position: int
+    user_id: str
+
+    def to_json(self) -> JsonObject:
+        """``{"kind": "device_list_update", "position", "user_id"}``."""
+        return {"kind": self.kind, "position": self.position, "user_id": self.user_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Decrypted:
+    """An event shown undecryptable earlier opens now: its key arrived (spec/e2ee.md §4.6).
+
+    ``event`` is the decrypted event, under the id it had; show it in place of that one."""
+
+    kind: ClassVar[str] = "decrypted"
+    event: Event
+    encryption: EncryptionInfo
+
+    @property
+    def room_id(self) -> str:
+        """The event's room."""
+        return self.event.room_id
+
+    def to_json(self) -> JsonObject:
+        """``{"kind": "decrypted", "room_id", "event", "encryption"}``."""
+        return {
+            "kind": self.kind,
+            "room_id": self.room_id,
+            "event": self.event.to_json(),
+            "encryption": _encryption_json(self.encryption),
+        }
+
+
+def _encryption_json(info: EncryptionInfo) -> JsonObject:
+    return {
+        "sender_key": info.sender_key,
+        "session_id": info.session_id,
+        "device_id": info.device_id,
+        "error": info.error,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +301,9 @@ Update = (
     | Retraction
     | Receipt
     | ToDevice
+    | KeyCounts
+    | DeviceListUpdate
+    | Decrypted
     | Limited
     | CaughtUp
     | PresenceChanged
@@ -238,9 +324,13 @@ class Pending:
 
     update: Update | None
     completes: int | None = None
+    decrypted: bool = False
+    """The end-to-end encryption layer has seen it already (``client.sync``)."""
 
 
-def _item(data: Any) -> EventItem | Retraction | Receipt | ToDevice | None:
+def _item(
+    data: Any,
+) -> EventItem | Retraction | Receipt | ToDevice | KeyCounts | DeviceListUpdate | None:
     """One stream item (§5 table); None for a kind this version does not know."""
     data = need_object(data, "a stream item")
     position = need(data, "position", int)
@@ -264,6 +354,11 @@ def _item(data: Any) -> EventItem | Retraction | Receipt | ToDevice | None:
             need(data, "type", str),
             need_object(data.get("content"), "'content'"),
         )
+    if kind == "key_counts":
+        counts = need_object(data.get("one_time_key_counts"), "'one_time_key_counts'")
+        return KeyCounts(position, counts)
+    if kind == "device_list_update":
+        return DeviceListUpdate(position, need(data, "user_id", str))
     return None
 
 
