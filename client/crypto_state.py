@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from client.store import write_atomically
+from protocol import ProtocolError
 from protocol.crypto.megolm import InboundGroupSession, OutboundGroupSession
 from protocol.crypto.olm_account import Account
 from protocol.crypto.olm_session import Session as OlmSession
@@ -32,6 +33,7 @@ __all__ = [
     "STATE_FORMAT",
     "STORAGE_KEY_BYTES",
     "CryptoState",
+    "CryptoStateError",
     "InboundRoomKey",
     "KnownDevice",
     "OutboundRoomKey",
@@ -44,6 +46,10 @@ STATE_FORMAT = 1
 STORAGE_KEY_BYTES = 32
 MAX_PENDING_EVENTS = 1000
 """Undecryptable events kept for a key that may still come; beyond this the oldest go."""
+
+
+class CryptoStateError(ValueError):
+    """The sealed state does not open under the storage key, or is not of this format."""
 
 
 def random_bytes(n: int) -> bytes:
@@ -241,11 +247,18 @@ class CryptoState:
 
     @classmethod
     def open(cls, key: bytes, sealed: str) -> CryptoState:
-        """The state :meth:`seal` sealed; ``ValueError`` (or the protocol's
-        ``bad_message``) if it does not open under ``key`` or has another shape."""
+        """The state :meth:`seal` sealed; :class:`CryptoStateError` if it does not open
+        under ``key`` or has another shape."""
+        try:
+            return cls._open(key, sealed)
+        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
+            raise CryptoStateError(f"the encryption state does not open: {exc}") from None
+
+    @classmethod
+    def _open(cls, key: bytes, sealed: str) -> CryptoState:
         document = json.loads(open_sealed(key, b64decode(sealed)))
         if type(document) is not dict or document.get("format") != STATE_FORMAT:
-            raise ValueError(f"not an encryption state of format {STATE_FORMAT}")
+            raise CryptoStateError(f"not an encryption state of format {STATE_FORMAT}")
 
         def raw(text: str) -> bytes:
             return b64decode(text)
