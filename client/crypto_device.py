@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from client.crypto_olm import ENCRYPTED, DecryptionError, olm_decrypt, olm_encrypt
@@ -50,7 +51,7 @@ from client.crypto_state import (
 )
 from client.crypto_state import random_bytes as _random
 from client.errors import ClientError
-from client.results import Event
+from client.results import Event, HistoryPage
 from client.updates import (
     Decrypted,
     DeviceListUpdate,
@@ -431,3 +432,17 @@ class DeviceCrypto:
             elif info.error is None:
                 opened.append(Decrypted(decrypted, info))
         return opened
+
+    async def decrypt_page(self, page: HistoryPage) -> HistoryPage:
+        """A ``history`` page with the events this device holds keys for decrypted; the
+        others stay as they are (nothing is held for later: the stream does that)."""
+        state = await self.ready()
+        events = []
+        for event in page.events:
+            shown = event
+            if event.type == ENCRYPTED:
+                decrypted, info = decrypt_event(state, event)
+                shown = decrypted if info.decrypted else event
+            events.append(shown)
+        await self.save()  # the indices read are recorded (§4.6 step 5)
+        return replace(page, events=tuple(events))

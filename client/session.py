@@ -64,7 +64,7 @@ from client.errors import (
     SessionClosedError,
 )
 from client.link import Link, LinkLostError, NodeAddress, open_link
-from client.results import Login, need
+from client.results import HistoryPage, Login, need
 from client.store import Store, write_atomically
 from client.sync import UpdateStream
 from client.updates import Pending, Reconnecting
@@ -307,6 +307,21 @@ class Session(Operations):
             content = {"msgtype": "text", "body": content}
         encrypted = await crypto.encrypt(room_id, type or "message", content)
         return await super().send(room_id, encrypted, type="encrypted", txn_id=txn_id)
+
+    async def history(
+        self,
+        room_id: str,
+        *,
+        before: str | None = None,
+        limit: int | None = None,
+        decrypt: bool = True,
+    ) -> HistoryPage:
+        """A page of the room's timeline (see :meth:`Operations.history`); with end-to-end
+        encryption on, the events this device holds keys for are decrypted (``decrypt``)."""
+        page = await super().history(room_id, before=before, limit=limit)
+        if self._crypto is None or not decrypt:
+            return page
+        return await self._crypto.decrypt_page(page)
 
     async def _decrypt(self, step: Pending) -> list[Pending]:
         """The steps the stream yields for ``step``: decrypted where it was encrypted (the
