@@ -222,7 +222,7 @@ class DeviceCrypto:
             failures = result.get("failures")
             failed = set(failures) if isinstance(failures, dict) else set()
             for user_id in ask:
-                if user_id.rpartition(":")[2] in failed:
+                if user_id.partition(":")[2] in failed:  # its server (ids.md §3)
                     continue  # keep what we knew; ask again next time
                 self._learn(user_id, found.get(user_id))
             incomplete = result.get("incomplete")

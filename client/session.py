@@ -67,7 +67,7 @@ from client.link import Link, LinkLostError, NodeAddress, open_link
 from client.results import HistoryPage, Login, need
 from client.store import Store, write_atomically
 from client.sync import UpdateStream
-from client.updates import Pending, Reconnecting
+from client.updates import DeviceListUpdate, KeyCounts, Pending, Reconnecting
 from protocol import OPS, JsonObject, Notice, RemoteProtocolError
 
 __all__ = ["Session", "connect"]
@@ -326,6 +326,9 @@ class Session(Operations):
     async def _decrypt(self, step: Pending) -> list[Pending]:
         """The steps the stream yields for ``step``: decrypted where it was encrypted (the
         last one completes ``step``'s position; any before it complete none)."""
+        if self._crypto is None and isinstance(step.update, KeyCounts | DeviceListUpdate):
+            # Items for the encryption layer: without it, nothing to show (as before it).
+            return [Pending(None, step.completes, decrypted=True)]
         if self._crypto is None or step.update is None or not self._store.logged_in:
             return [Pending(step.update, step.completes, decrypted=True)]
         updates = await self._crypto.process(step.update)

@@ -2,11 +2,12 @@
 §6, §1), and the pure bookkeeping that turns ``sync_batch`` notices into them.
 
 Stream items carry their ``position``: :class:`EventItem`, :class:`Retraction`,
-:class:`Receipt`, :class:`ToDevice`, :class:`KeyCounts`, :class:`DeviceListUpdate`; with
-end-to-end encryption on, :class:`Decrypted` says an event shown undecryptable opens now
-(spec/e2ee.md §4.6). Around them come :class:`Limited` (the node skipped
-items of those rooms: page back with ``history``, §5 step 3), :class:`CaughtUp` (the device
-has everything up to the stream's head, §5 step 2), and the pushes that are not stream items:
+:class:`Receipt`, :class:`ToDevice`; with end-to-end encryption on, also
+:class:`KeyCounts` and :class:`DeviceListUpdate` (after the library acted on them), and
+:class:`Decrypted` when an event shown undecryptable opens (spec/e2ee.md §4.6). Around
+them come :class:`Limited` (the node skipped items of those rooms: page back with
+``history``, §5 step 3), :class:`CaughtUp` (the device has everything up to the stream's
+head, §5 step 2), and the pushes that are not stream items:
 :class:`PresenceChanged`, :class:`TypingChanged`, :class:`SignedOut` (the last update of a
 stream), and :class:`Reconnecting` from the library itself.
 

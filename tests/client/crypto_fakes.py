@@ -29,6 +29,8 @@ class FakeNodes:
     members: dict[str, list[str]] = field(default_factory=dict)
     sent: list[Event] = field(default_factory=list)
     positions: Any = field(default_factory=lambda: itertools.count(1))
+    unreachable: set[str] = field(default_factory=set)
+    """Servers whose users' keys cannot be had (``failures``: ``unreachable``)."""
 
     def remove_device(self, user_id: str, device_id: str) -> None:
         """A device logs out: its keys go."""
@@ -61,9 +63,11 @@ class FakeOps(Operations):
         return {"one_time_key_counts": {"signed_curve25519": len(self.nodes.one_time[me])}}
 
     def _query_keys(self, params: JsonObject) -> JsonObject:
-        keys = self.nodes.device_keys
-        devices = {u: dict(keys[u]) for u in params["user_ids"] if keys.get(u)}
-        return {"devices": devices, "failures": {}}
+        keys, down = self.nodes.device_keys, self.nodes.unreachable
+        asked = [u for u in params["user_ids"] if u.partition(":")[2] not in down]
+        devices = {u: dict(keys[u]) for u in asked if keys.get(u)}
+        failures = {u.partition(":")[2]: "unreachable" for u in params["user_ids"]}
+        return {"devices": devices, "failures": {s: e for s, e in failures.items() if s in down}}
 
     def _claim_keys(self, params: JsonObject) -> JsonObject:
         found: dict[str, dict[str, JsonObject]] = {}

@@ -182,6 +182,20 @@ async def test_a_removed_device_makes_the_session_rotate_and_get_nothing_new(
     assert set(alice.state.outbound[ROOM].shared_with) == {device_name(BOB, "BOB1")}
 
 
+async def test_devices_of_a_server_that_cannot_be_asked_stay_as_known(nodes: FakeNodes) -> None:
+    alice, _ = await fake_device(nodes, ALICE, "ALICE1")
+    await fake_device(nodes, BOB, "BOB1")
+    await alice.devices_of([BOB])
+    nodes.unreachable.add("b.test")
+    nodes.remove_device(BOB, "BOB1")
+    await alice.process(DeviceListUpdate(4, BOB))
+    found = await alice.devices_of([BOB])
+    assert set(found[BOB]) == {"BOB1"}
+    assert BOB in alice.state.outdated  # asked again next time
+    nodes.unreachable.clear()
+    assert (await alice.devices_of([BOB]))[BOB] == {}
+
+
 def test_rotation_rule_keeps_a_session_shared_with_the_same_devices() -> None:
     state = CryptoState.create(ALICE, "ALICE1")
     outbound = new_outbound(state, ROOM, 0)
