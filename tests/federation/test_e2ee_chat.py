@@ -21,11 +21,14 @@ ALICE, BOB, CAROL = "@alice:a.test", "@bob:b.test", "@carol:a.test"
 
 @asynccontextmanager
 async def device(
-    cluster: Cluster, letter: str, name: str, *, register: bool = True
+    cluster: Cluster, letter: str, name: str, *, register: bool = True, proxied: bool = False
 ) -> AsyncIterator[client.Session]:
-    """A session with end-to-end encryption on, registered (or logged in) as ``name``."""
-    url = f"ws://127.0.0.1:{cluster[letter].port}"
-    async with client.connect(url, e2ee=True, backoff=seeded_backoff()) as session:
+    """A session with end-to-end encryption on, registered (or logged in) as ``name``;
+    ``proxied`` goes through the node's proxy, which follows the node across restarts."""
+    member = cluster[letter]
+    url = f"ws://127.0.0.1:{member.proxy.port if proxied else member.port}"
+    backoff = seeded_backoff(initial=0.05, maximum=0.2)
+    async with client.connect(url, e2ee=True, backoff=backoff) as session:
         if register:
             await session.register(name, PASSWORD)
         else:
@@ -172,3 +175,32 @@ async def test_after_carol_leaves_the_next_message_uses_a_key_she_lacks(cluster:
             _, info = decrypt_event(carol.crypto.state, one)
             assert info.decrypted
     no_node_stores(cluster, first, second)
+
+
+async def test_a_room_key_sent_while_bobs_node_is_down_opens_his_message_once_it_is_back(
+    cluster: Cluster,
+) -> None:
+    warm_up, while_down = "before b went down", "sent while b was down"
+    with trio.fail_after(TIMEOUT):
+        async with (
+            device(cluster, "a", "alice") as alice,
+            device(cluster, "b", "bob", proxied=True) as bob,
+        ):
+            alice_stream, bob_stream = alice.sync(), bob.sync()
+            first = await joined_room(alice, alice_stream, [(bob, bob_stream)])
+            second = await joined_room(alice, alice_stream, [(bob, bob_stream)])
+            await alice.send(first, warm_up)  # alice now knows bob's device, has an Olm session
+            await updates_until(bob_stream, reads(warm_up))
+
+            await cluster.stop("b")
+            await alice.send(second, while_down)  # a new session: its key waits in a's outbox
+            await cluster.run("b")
+            seen = await updates_until(bob_stream, reads(while_down))
+            # No "unable to decrypt" left: what showed undecryptable opened later.
+            unopened = {
+                u.event.event_id
+                for u in seen
+                if isinstance(u, client.EventItem) and u.encryption and u.encryption.error
+            }
+            assert unopened <= {u.event.event_id for u in seen if isinstance(u, client.Decrypted)}
+    no_node_stores(cluster, warm_up, while_down)
