@@ -50,7 +50,7 @@ from client.crypto_state import (
     load_storage_key,
 )
 from client.crypto_state import random_bytes as _random
-from client.errors import ClientError
+from client.errors import ClientError, KithClientError
 from client.results import Event, HistoryPage
 from client.updates import (
     Decrypted,
@@ -343,8 +343,8 @@ class DeviceCrypto:
             await self.ready()
             try:
                 await self.top_up(update.one_time_key_counts)
-            except ClientError as exc:
-                log.warning("could not upload one-time keys: %s", exc.code)
+            except KithClientError as exc:
+                log.warning("could not upload one-time keys: %s", exc)
         elif isinstance(update, DeviceListUpdate):
             state = await self.ready()
             state.outdated.add(update.user_id)
@@ -387,7 +387,10 @@ class DeviceCrypto:
         device = state.device_by_curve_key(item.sender, message.sender_key)
         if device is None or device.ed25519 != message.sender_ed25519:
             state.outdated.add(item.sender)
-            await self.devices_of([item.sender])
+            try:
+                await self.devices_of([item.sender])
+            except KithClientError as exc:  # the stream goes on; the message is refused
+                log.warning("could not query %s's devices: %s", item.sender, exc)
             device = state.device_by_curve_key(item.sender, message.sender_key)
         if (
             device is None

@@ -196,6 +196,20 @@ async def test_devices_of_a_server_that_cannot_be_asked_stay_as_known(nodes: Fak
     assert (await alice.devices_of([BOB]))[BOB] == {}
 
 
+async def test_a_room_key_whose_sender_cannot_be_checked_is_refused_and_the_stream_goes_on(
+    nodes: FakeNodes,
+) -> None:
+    alice, _ = await fake_device(nodes, ALICE, "ALICE1")
+    bob, _ = await fake_device(nodes, BOB, "BOB1")
+    await _send(nodes, alice, "unverifiable")
+    nodes.unreachable.add("a.test")  # bob cannot learn alice's published keys
+    [item] = await _receive(nodes, bob)
+    assert isinstance(item, ToDevice)
+    assert item.type == "encrypted"
+    assert item.sender_key is None
+    assert bob.state.inbound == {}
+
+
 def test_rotation_rule_keeps_a_session_shared_with_the_same_devices() -> None:
     state = CryptoState.create(ALICE, "ALICE1")
     outbound = new_outbound(state, ROOM, 0)
