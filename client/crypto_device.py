@@ -17,8 +17,9 @@ device's :class:`~client.crypto_state.CryptoState` sealed in the store and does,
   one whose key has not come is held and yielded again as
   :class:`~client.updates.Decrypted` when it does.
 
-State changes reach the store before the stream position that caused them is acknowledged,
-and before anything encrypted with them leaves the device: a device that crashes never
+State changes reach the store before anything encrypted with them leaves the device, and —
+sealed together with the cursor, in one write per acknowledgement rather than one per item
+— before the stream position that caused them is acknowledged: a device that crashes never
 reuses a message index, and never acknowledges a room key it did not keep.
 """
 
@@ -104,6 +105,7 @@ class DeviceCrypto:
         self._state: CryptoState | None = None
         self._rooms: dict[str, RotationPolicy] = {}
         """Rooms seen to be encrypted (their ``encryption`` state), with their policy."""
+        self._dirty = False
 
     # --- the state and its storage ---------------------------------------------------------
 
@@ -120,9 +122,27 @@ class DeviceCrypto:
         return self._storage_key
 
     async def save(self) -> None:
-        """Seal the state into the store and write the store."""
+        """Seal the state into the store and write the store (before anything encrypted
+        with the state leaves the device)."""
         self._store.crypto = self.state.seal(self._key())
+        self._dirty = False
         await self._save_store()
+
+    def touch(self) -> None:
+        """The state changed by reading the stream: it is sealed into the store with the
+        cursor (:meth:`seal_into_store`), before those positions are acknowledged."""
+        self._dirty = True
+
+    @property
+    def dirty(self) -> bool:
+        """True while the state holds changes the store does not."""
+        return self._dirty
+
+    def seal_into_store(self) -> None:
+        """Put the state's changes into the store object (the caller writes the store)."""
+        if self._dirty and self._state is not None:
+            self._store.crypto = self._state.seal(self._key())
+            self._dirty = False
 
     async def ready(self) -> CryptoState:
         """The logged-in device's state: the stored one, or a new one whose keys are
@@ -227,7 +247,7 @@ class DeviceCrypto:
                 self._learn(user_id, found.get(user_id))
             incomplete = result.get("incomplete")
             ask = [u for u in incomplete if u in ask] if isinstance(incomplete, list) else []
-        await self.save()
+        self.touch()
         return {u: dict(state.devices.get(u, {})) for u in wanted}
 
     def _learn(self, user_id: str, objects: object) -> None:
@@ -348,7 +368,7 @@ class DeviceCrypto:
         elif isinstance(update, DeviceListUpdate):
             state = await self.ready()
             state.outdated.add(update.user_id)
-            await self.save()
+            self.touch()
         return [update]
 
     async def _event(self, item: EventItem) -> EventItem:
@@ -360,7 +380,7 @@ class DeviceCrypto:
             state = await self.ready()
             # §4.5: whoever leaves takes no key of what follows.
             if state.outbound.pop(event.room_id, None) is not None:
-                await self.save()
+                self.touch()
             return item
         if event.type != ENCRYPTED:
             return item
@@ -371,7 +391,7 @@ class DeviceCrypto:
             state.keep_pending(
                 PendingEvent(event.room_id, info.sender_key, info.session_id, event.to_json())
             )
-        await self.save()
+        self.touch()
         return EventItem(item.position, decrypted, info)
 
     async def _to_device(self, item: ToDevice) -> list[Update]:
@@ -380,7 +400,7 @@ class DeviceCrypto:
             message = olm_decrypt(state, item.sender, item.sender_device, item.content)
         except DecryptionError as exc:
             log.warning("to-device message from %s not decrypted: %s", item.sender, exc)
-            await self.save()
+            self.touch()
             return [item]
         # §4.3: the Ed25519 key inside is the one the sender's device published with the
         # Curve25519 key the Olm session runs on.
@@ -398,7 +418,7 @@ class DeviceCrypto:
             or device.device_id != item.sender_device
         ):
             log.warning("to-device message from %s: keys do not match its device", item.sender)
-            await self.save()
+            self.touch()
             return [item]
         updates: list[Update] = []
         content = message.content
@@ -411,7 +431,7 @@ class DeviceCrypto:
             if key is not None:
                 updates += self._open_pending(key.room_id, key.sender_key, key.session.session_id)
             content = {k: v for k, v in content.items() if k != "session_key"}
-        await self.save()
+        self.touch()
         updates.append(
             ToDevice(
                 item.position,
@@ -447,5 +467,5 @@ class DeviceCrypto:
                 decrypted, info = decrypt_event(state, event)
                 shown = decrypted if info.decrypted else event
             events.append(shown)
-        await self.save()  # the indices read are recorded (§4.6 step 5)
+        self.touch()  # the indices read are recorded (§4.6 step 5)
         return replace(page, events=tuple(events))

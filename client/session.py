@@ -410,6 +410,8 @@ class Session(Operations):
                 continue
             if self._store.cursor is None or position > self._store.cursor:
                 self._store.cursor = position
+                if self._crypto is not None:  # what those positions taught it goes along
+                    self._crypto.seal_into_store()
                 await self._save_store()
             try:
                 await self._call("ack", {"position": position})
@@ -553,6 +555,9 @@ class Session(Operations):
             with trio.move_on_after(self._close_timeout):
                 if self.connected and self._bound:
                     await self.ack()
+                if self._crypto is not None and self._crypto.dirty and self._store.logged_in:
+                    self._crypto.seal_into_store()
+                    await self._save_store()
             self._closing = True
             self._set_link(self._link)  # wake requests waiting for a connection: they fail
             self._ack_progressed()  # and waiters for an ack that will not come

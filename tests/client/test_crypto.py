@@ -296,6 +296,9 @@ async def test_the_state_is_sealed_in_the_store_and_opens_again(
     bob, store = await fake_device(nodes, BOB, "BOB1", folder=tmp_path)
     await _send(nodes, alice, "first")
     await _receive(nodes, bob)
+    assert bob.dirty  # the room key is sealed into the store with the cursor (the ack)
+    bob.seal_into_store()
+    store.save()
     assert store.path is not None
     text = store.path.read_text()
     session_key = alice.state.outbound[ROOM].session.session_key
