@@ -533,19 +533,18 @@ class RoomService:
         self._note_redaction(room, event_id, staged)
 
     def _audience(self, room: Room, event_id: str, event: JsonObject) -> frozenset[str] | None:
-        """client.md §5: the local users who see an event that arrived after a membership
-        change it comes before in canonical order (a late event): those joined in the state
-        before it, and the user a member event names. None — the stream's rule by position,
-        which gives the same answer — for every other event."""
-        if not room.is_before_a_membership_change(event_id):
-            return None
+        """client.md §5: the local users who see a timeline event that arrived after a
+        membership change it comes before in canonical order (a late event): those joined in
+        the state before it. None — the stream's rule by position, which gives the same
+        answer — for every other event, and for state events, which every member sees so
+        that all hold the same state (two concurrent joins see each other)."""
+        if "state_key" in event or not room.is_before_a_membership_change(event_id):
+            return None  # state events: whoever is in the room when they arrive sees them
         audience = {
             user_id
             for user_id in self._memberships.users_of(room.room_id)
             if room.membership_before(event_id, user_id) == "join"
         }
-        if event["type"] == _MEMBER and self.is_local(event["state_key"]):
-            audience.add(event["state_key"])  # recorded as a member only after this
         return frozenset(audience)
 
     def _note_membership(
