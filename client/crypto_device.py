@@ -307,8 +307,9 @@ class DeviceCrypto:
         if room_id in self._rooms:
             return True
         for room in await self._ops.rooms():
-            if room.encrypted:
-                self._rooms.setdefault(room.room_id, RotationPolicy())
+            if room.encrypted:  # its rotation periods too, for a device that joined later
+                policy = RotationPolicy.from_content(room.encryption or {})
+                self._rooms.setdefault(room.room_id, policy)
         return room_id in self._rooms
 
     async def encrypt(self, room_id: str, type: str, content: JsonObject) -> JsonObject:

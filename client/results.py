@@ -104,6 +104,8 @@ class RoomSummary:
     """Joined users."""
     unread_count: int
     """Messages by others after the user's read receipt."""
+    encryption: dict[str, Any] | None = None
+    """The content of the room's ``encryption`` state event (e2ee.md §4), if encrypted."""
 
     @classmethod
     def from_json(cls, data: Any) -> RoomSummary:
@@ -118,6 +120,7 @@ class RoomSummary:
             membership=need(data, "membership", str),
             member_count=need(data, "member_count", int),
             unread_count=need(data, "unread_count", int),
+            encryption=maybe(data, "encryption", dict),
         )
 
 

@@ -124,13 +124,15 @@ def room_handlers(
         for room_id in room_ids:
             room = rooms.room(room_id)
             create = room.event(room.create_id)
+            encryption = room.state_event((EventType.ENCRYPTION.value, ""))
             summaries.append(
                 {
                     "room_id": room_id,
                     "name": _text(room, EventType.NAME, "name"),
                     "topic": _text(room, EventType.TOPIC, "topic"),
                     "direct": create["content"].get("direct", False) is True,
-                    "encrypted": room.state_event((EventType.ENCRYPTION.value, "")) is not None,
+                    "encrypted": encryption is not None,
+                    "encryption": encryption["content"] if encryption is not None else None,
                     "membership": memberships.current(user_id, room_id),
                     "member_count": _joined_count(room),
                     "unread_count": unread.get(room_id, 0),

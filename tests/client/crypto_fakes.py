@@ -31,6 +31,8 @@ class FakeNodes:
     positions: Any = field(default_factory=lambda: itertools.count(1))
     unreachable: set[str] = field(default_factory=set)
     """Servers whose users' keys cannot be had (``failures``: ``unreachable``)."""
+    encryption: dict[str, JsonObject] = field(default_factory=dict)
+    """Rooms' ``encryption`` state contents, as ``rooms`` reports them (default: none set)."""
 
     def remove_device(self, user_id: str, device_id: str) -> None:
         """A device logs out: its keys go."""
@@ -113,6 +115,7 @@ class FakeOps(Operations):
                     "topic": None,
                     "direct": False,
                     "encrypted": True,
+                    "encryption": self.nodes.encryption.get(room_id),
                     "membership": "join",
                     "member_count": len(users),
                     "unread_count": 0,

@@ -143,6 +143,19 @@ async def test_the_session_rotates_after_its_message_count_and_its_age(nodes: Fa
     assert (await _send(nodes, alice, "later")).content["session_id"] != ids[2]
 
 
+async def test_a_device_that_joined_later_takes_the_rotation_rules_from_rooms(
+    nodes: FakeNodes,
+) -> None:
+    """It never saw the room's ``encryption`` event (client.md §5: it sees from its join
+    on); ``rooms`` gives the content (client.md §3)."""
+    nodes.encryption[ROOM] = {"algorithm": "m.megolm.v1.aes-sha2", "rotation_period_msgs": 2}
+    alice, _ = await fake_device(nodes, ALICE, "ALICE1")
+    await fake_device(nodes, BOB, "BOB1")
+    assert await alice.room_encrypted(ROOM)
+    ids = [(await _send(nodes, alice, f"m{i}")).content["session_id"] for i in range(3)]
+    assert ids[0] == ids[1] != ids[2]
+
+
 async def test_a_member_leaving_makes_the_next_message_use_a_session_they_lack(
     nodes: FakeNodes,
 ) -> None:

@@ -30,6 +30,7 @@ async def test_a_created_room_is_listed_with_its_settings(tmp_path: Path) -> Non
                     "topic": "dinner",
                     "direct": False,
                     "encrypted": True,
+                    "encryption": {"algorithm": "megolm"},
                     "membership": "join",
                     "member_count": 1,
                     "unread_count": 0,
