@@ -6,8 +6,8 @@ missing from the result and named in ``failures``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final, Protocol, TypeVar
 
 import trio
 
@@ -25,6 +25,8 @@ QUERY_ANSWER_BYTES: Final = MAX_FRAME_BYTES[Endpoint.CLIENT] - 320 * 1024
 ``incomplete`` (1,000 user ids at most)."""
 
 Devices = dict[str, dict[str, JsonObject]]
+_Asked = TypeVar("_Asked")
+_Answer = TypeVar("_Answer")
 
 
 class RemoteKeys(Protocol):
@@ -53,6 +55,32 @@ def _by_server(user_ids: list[str]) -> dict[str, list[str]]:
     return servers
 
 
+async def _ask_each_server(
+    wanted: Mapping[str, _Asked],
+    own_server: str,
+    local: Callable[[_Asked], Awaitable[_Answer]],
+    remote: Callable[[str, _Asked], Awaitable[_Answer]],
+) -> tuple[dict[str, _Answer], dict[str, str]]:
+    """Every server's answer for what is wanted of it, asked at once: this node's directly,
+    the others over federation; and the error code of each server that could not answer."""
+    answers: dict[str, _Answer] = {}
+    failures: dict[str, str] = {}
+
+    async def ask(server: str, asked: _Asked) -> None:
+        try:
+            answers[server] = await remote(server, asked)
+        except RemoteProtocolError as exc:
+            failures[server] = exc.code.value
+
+    async with trio.open_nursery() as nursery:
+        for server, asked in wanted.items():
+            if server != own_server:
+                nursery.start_soon(ask, server, asked)
+        if own_server in wanted:
+            answers[own_server] = await local(wanted[own_server])
+    return answers, failures
+
+
 def key_handlers(
     keys: DeviceKeyService, remote: RemoteKeys, server_name: str
 ) -> dict[str, Handler]:
@@ -64,27 +92,18 @@ def key_handlers(
 
     async def query_keys(session: Session, params: JsonObject) -> JsonObject:
         by_server = _by_server(params["user_ids"])
-        found: dict[str, Devices] = {}
-        left: list[str] = []
-        failures: dict[str, str] = {}
 
-        async def ask(server: str, users: list[str]) -> None:
-            try:
-                found[server], missing = await remote.query_keys(server, users)
-                left.extend(missing)
-            except RemoteProtocolError as exc:
-                failures[server] = exc.code.value
+        async def local(users: list[str]) -> tuple[Devices, list[str]]:
+            return await keys.query(users), []
 
-        async with trio.open_nursery() as nursery:
-            for server, users in by_server.items():
-                if server != server_name:
-                    nursery.start_soon(ask, server, users)
-            found[server_name] = await keys.query(by_server.get(server_name, []))
+        found, failures = await _ask_each_server(by_server, server_name, local, remote.query_keys)
+        left = [user_id for _, missing in found.values() for user_id in missing]
         merged: Devices = {}
         for server, users in by_server.items():
+            devices = found[server][0] if server in found else {}
             for user_id in users:
-                if user_id in found.get(server, {}):
-                    merged[user_id] = found[server][user_id]
+                if user_id in devices:
+                    merged[user_id] = devices[user_id]
         devices, more = fit_answer(merged, QUERY_ANSWER_BYTES)
         answer: JsonObject = {"devices": devices, "failures": failures}
         if more or left:
@@ -96,20 +115,9 @@ def key_handlers(
         for user_id, devices in params["one_time_keys"].items():
             server = parse_user_id(user_id).server_name
             wanted.setdefault(server, {})[user_id] = devices
-        claimed: dict[str, Claim] = {}
-        failures: dict[str, str] = {}
-
-        async def ask(server: str, targets: dict[str, dict[str, str]]) -> None:
-            try:
-                claimed[server] = await remote.claim_keys(server, targets)
-            except RemoteProtocolError as exc:
-                failures[server] = exc.code.value
-
-        async with trio.open_nursery() as nursery:
-            for server, targets in wanted.items():
-                if server != server_name:
-                    nursery.start_soon(ask, server, targets)
-            claimed[server_name] = await keys.claim(wanted.get(server_name, {}))
+        claimed, failures = await _ask_each_server(
+            wanted, server_name, keys.claim, remote.claim_keys
+        )
         merged: Claim = {}
         for by_user in claimed.values():
             merged.update(by_user)

@@ -77,11 +77,9 @@ class ToDevice:
                 if user_id not in devices:
                     raise RemoteProtocolError(ErrorCode.NOT_FOUND, f"no user {user_id}")
                 for device_id, content in by_device.items():
-                    chosen = devices[user_id] if device_id == "*" else [device_id]
                     targets += [
                         (user_id, d, sender, sender_device, event_type, content)
-                        for d in chosen
-                        if d in devices[user_id]
+                        for d in _chosen(devices[user_id], device_id)
                     ]
             await self._store([key], targets, outgoing)
             return "{}"
@@ -106,12 +104,9 @@ class ToDevice:
         devices = await self._db.read(lambda conn: _devices_of(conn, users))
         targets: list[_Target] = []
         for m in fresh.values():
-            held = devices.get(m.user_id, [])
-            chosen = held if m.device_id == "*" else [m.device_id]
             targets += [
                 (m.user_id, d, m.sender, m.sender_device, m.type, m.content)
-                for d in chosen
-                if d in held
+                for d in _chosen(devices.get(m.user_id, []), m.device_id)
             ]
         if fresh:
             await self._store(list(fresh), targets, [])
@@ -174,6 +169,12 @@ class ToDevice:
                 self.on_outbox(destinations)
 
         await self._db.write(job, on_commit=committed)
+
+
+def _chosen(held: list[str], device_id: str) -> list[str]:
+    """The user's devices a message for ``device_id`` (``"*"``: all) goes to; unknown ids
+    are skipped (client.md §4)."""
+    return list(held) if device_id == "*" else [device_id] if device_id in held else []
 
 
 def _message(
