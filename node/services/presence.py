@@ -14,7 +14,7 @@ go out to the listeners of ``on_local_change`` (federation sends them on).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -172,17 +172,11 @@ class Presence:
             local = self._rooms.local_joined(room_id)
             for newcomer in newcomers:
                 if self._is_news(newcomer):
-                    frame = encode_frame(Notice("presence_update", self.describe(newcomer)))
-                    for contact in local:
-                        if contact not in newcomers:
-                            for session in self._hub.of_user(contact):
-                                session.push_nowait(frame)
+                    self._tell(self.describe(newcomer), [c for c in local if c not in newcomers])
                 if newcomer in local and self._hub.of_user(newcomer):
                     for member in sorted(members - {newcomer}):
                         if self._is_news(member):
-                            notice = Notice("presence_update", self.describe(member))
-                            for session in self._hub.of_user(newcomer):
-                                session.push_nowait(encode_frame(notice))
+                            self._tell(self.describe(member), [newcomer])
 
     def _is_news(self, user_id: str) -> bool:
         user = self._users.get(user_id)
@@ -196,12 +190,16 @@ class Presence:
                 user.online = False
                 self._announce(user_id, user)
 
+    def _tell(self, described: JsonObject, users: Iterable[str]) -> None:
+        """Push a ``presence_update`` to the connected devices of ``users`` (encoded once)."""
+        frame = encode_frame(Notice("presence_update", described))
+        for user_id in users:
+            for session in self._hub.of_user(user_id):
+                session.push_nowait(frame)
+
     def _announce(self, user_id: str, user: _UserPresence) -> None:
         described = self.describe(user_id)
-        frame = encode_frame(Notice("presence_update", described))
-        for contact in self.contacts(user_id):
-            for session in self._hub.of_user(contact):
-                session.push_nowait(frame)
+        self._tell(described, self.contacts(user_id))
         if not user.remote:
             for listener in self.on_local_change:
                 listener(described)
