@@ -83,12 +83,17 @@ class EphemeralRelay:
         room = self._rooms.rooms.get(room_id)
         return self._rooms.members(room).servers_joined if room is not None else frozenset()
 
-    def _presence_changed(self, described: JsonObject) -> None:
+    def _servers_sharing(self, user_id: str) -> list[str]:
+        """The other servers with a user joined to a room ``user_id`` is joined to."""
         servers: set[str] = set()
-        for room_id in self._rooms.rooms_joined_by(described["user_id"]):
+        for room_id in self._rooms.rooms_joined_by(user_id):
             servers |= self._servers_of_room(room_id)
+        return sorted(servers)
+
+    def _presence_changed(self, described: JsonObject) -> None:
+        servers = self._servers_sharing(described["user_id"])
         if servers:
-            self._outbox.queue_edu(sorted(servers), _presence_edu(described))
+            self._outbox.queue_edu(servers, _presence_edu(described))
 
     def _typing_changed(self, user_id: str, room_id: str, typing: bool, timeout_ms: int) -> None:
         content = {"room_id": room_id, "user_id": user_id, "typing": typing,
@@ -104,11 +109,9 @@ class EphemeralRelay:
     def _device_list_changed(self, user_id: str) -> None:
         """§8.1: a local user's device list changed; every server sharing a room hears."""
         self._list_changed_at[user_id] = trio.current_time()
-        servers: set[str] = set()
-        for room_id in self._rooms.rooms_joined_by(user_id):
-            servers |= self._servers_of_room(room_id)
+        servers = self._servers_sharing(user_id)
         if servers:
-            self._outbox.queue_edu(sorted(servers), _device_list_edu(user_id))
+            self._outbox.queue_edu(servers, _device_list_edu(user_id))
 
     def _resend_device_lists(self, peer: str, users: set[str]) -> None:
         """§8.1: a link is back: the changes of ``users`` (who share a room with ``peer``)
